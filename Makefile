@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,demo]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/tfopt demo --out tfopt-demo
+
+# Keras 3 tests, then the tf_keras tests (TF_USE_LEGACY_KERAS=1) in their own process; one summary at the end.
+test: install
+	$(PY) tools/run_tests.py
+
+# The same without the slow end-to-end tests, for quick local runs.
+test-fast: install
+	$(PY) tools/run_tests.py -m "not slow"
+
+bench: install
+	$(PY) benchmarks/lr_callbacks.py
+
+clean:
+	rm -rf $(VENV) tfopt-demo .test-results

@@ -1,0 +1,84 @@
+"""The one place that knows Keras 3 from tf_keras (Keras 2, `TF_USE_LEGACY_KERAS=1`).
+
+tf_keras is never imported here: an object of tf_keras can only exist once its user imported it, so
+`sys.modules` is asked instead. Private attributes of either Keras are read here and nowhere else.
+
+Example:
+    >>> import keras
+    >>> from tfopt import _compat
+    >>> _compat.is_legacy(keras.optimizers.SGD())
+    False
+"""
+
+import sys
+
+import keras
+import numpy as np
+
+
+def is_legacy(obj):
+    """True if `obj` (a model, layer, optimizer or schedule) belongs to tf_keras."""
+    return any(cls.__module__.startswith("tf_keras") for cls in type(obj).__mro__)
+
+
+def keras_of(obj):
+    """The Keras module `obj` belongs to: `keras` (Keras 3) or `tf_keras`."""
+    return sys.modules["tf_keras"] if is_legacy(obj) else keras
+
+
+def generation(obj):
+    """'tf_keras' or 'Keras 3', for error messages."""
+    return "tf_keras" if is_legacy(obj) else "Keras 3"
+
+
+def unwrap_optimizer(optimizer):
+    """The optimizer that owns the hyper-parameters: looks through `LossScaleOptimizer` and similar wrappers."""
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def learning_rate_schedule(optimizer):
+    """The schedule or callable the optimizer reads its learning rate from, or None for a settable float rate."""
+    optimizer = unwrap_optimizer(optimizer)
+    rate = getattr(optimizer, "_learning_rate", None)
+    if rate is None and hasattr(optimizer, "_hyper"):  # tf_keras.optimizers.legacy
+        rate = optimizer._hyper.get("learning_rate")
+    if rate is None or isinstance(rate, (int, float)) or hasattr(rate, "assign"):
+        return None
+    return rate if callable(rate) else None
+
+
+def set_learning_rate_schedule(optimizer, schedule):
+    """Makes a (Keras 3) optimizer read its learning rate from `schedule`."""
+    unwrap_optimizer(optimizer).learning_rate = schedule
+
+
+def set_learning_rate(optimizer, value):
+    """Assigns a float learning rate; the optimizer must have been created with a float rate."""
+    unwrap_optimizer(optimizer).learning_rate = value
+
+
+def learning_rate(optimizer):
+    """The optimizer's current learning rate as a Python float (the schedule's value at the current step)."""
+    inner = unwrap_optimizer(optimizer)
+    schedule = learning_rate_schedule(inner)
+    if schedule is not None:
+        return float(np.asarray(schedule(inner.iterations)))
+    return float(np.asarray(inner.learning_rate))
+
+
+def optimizer_variables(optimizer):
+    """Every state variable of the optimizer (iterations, slots, learning rate), Keras 3 and tf_keras alike."""
+    variables = optimizer.variables
+    return list(variables() if callable(variables) else variables)
+
+
+def build_optimizer(model):
+    """Creates the optimizer's slots for `model`'s trainable weights if `fit` has not done so yet."""
+    optimizer = model.optimizer
+    if is_legacy(optimizer):
+        if hasattr(optimizer, "build") and not getattr(optimizer, "_built", True):
+            optimizer.build(model.trainable_variables)
+    elif not optimizer.built:
+        optimizer.build(model.trainable_variables)
