@@ -14,3 +14,49 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def regression_data():
+    """64 samples of a noisy linear problem with 4 inputs and 1 output (float32)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * rng.normal(size=(64, 1))).astype("float32")
+    return x, y
+
+
+@pytest.fixture
+def linear_model():
+    """A factory of compiled single-Dense models with fixed initial weights: `linear_model(optimizer, **compile)`."""
+
+    def make(optimizer, use_bias=True, **compile_kwargs):
+        model = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(1, use_bias=use_bias, kernel_initializer="ones")]
+        )
+        model.compile(optimizer=optimizer, loss="mse", **compile_kwargs)
+        return model
+
+    return make
+
+
+class RateProbe(keras.callbacks.Callback):
+    """Records the optimizer's learning rate as seen after each batch."""
+
+    def __init__(self, attribute="learning_rate"):
+        super().__init__()
+        self.attribute = attribute
+        self.values = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        self.values.append(float(np.asarray(getattr(optimizer, self.attribute))))
+
+
+@pytest.fixture
+def rate_probe():
+    """A factory of `RateProbe` callbacks."""
+    return RateProbe

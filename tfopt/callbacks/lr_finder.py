@@ -160,7 +160,7 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0, num_ste
         raise ValueError("find_lr: the model must be compiled (`model.compile(optimizer=..., loss=...)`) first.")
     if hasattr(x, "cardinality"):
         steps_per_epoch = int(x.cardinality())
-        fit_kwargs = {}
+        fit_kwargs = {"shuffle": False}  # a dataset shuffles itself
     else:
         steps_per_epoch = math.ceil(len(x) / batch_size)
         fit_kwargs = {"y": y, "batch_size": batch_size}

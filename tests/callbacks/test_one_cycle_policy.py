@@ -1,0 +1,126 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfopt.callbacks import OneCyclePolicy
+
+TOTAL = 12  # 64 samples / batch 16 * 3 epochs
+
+
+def torch_one_cycle(step, total, max_lr, pct_start=0.3, div=25.0, final_div=1e4, base_m=0.85, max_m=0.95):
+    """PyTorch OneCycleLR (two phases, cos) after `step` scheduler steps: (lr, momentum)."""
+    initial, minimum = max_lr / div, max_lr / div / final_div
+    phases = [(pct_start * total - 1, initial, max_lr, max_m, base_m), (total - 1, max_lr, minimum, base_m, max_m)]
+    start = 0.0
+    for end, lr_a, lr_b, m_a, m_b in phases:
+        if step <= end or end == total - 1:
+            pct = (step - start) / (end - start)
+            cos = lambda a, b: b + (a - b) / 2 * (math.cos(math.pi * pct) + 1)  # noqa: E731
+            return cos(lr_a, lr_b), cos(m_a, m_b)
+        start = end
+
+
+def _fit(model, data, callbacks, epochs=3):
+    x, y = data
+    return model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
+
+
+def _batches(data):
+    x, y = (np.asarray(a, "float64") for a in data)
+    return [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)] * 3
+
+
+def _mse_gradient(w, x, y):
+    return 2.0 / len(x) * x.T @ (x @ w - y)
+
+
+def numpy_sgd_momentum(data, schedule):
+    w, velocity = np.ones((4, 1)), np.zeros((4, 1))
+    for step, (x, y) in enumerate(_batches(data)):
+        lr, momentum = schedule(step)
+        velocity = momentum * velocity - lr * _mse_gradient(w, x, y)
+        w = w + velocity
+    return w
+
+
+def numpy_adam(data, schedule, beta_2=0.999, epsilon=1e-7):
+    w, m, v = np.ones((4, 1)), np.zeros((4, 1)), np.zeros((4, 1))
+    for step, (x, y) in enumerate(_batches(data)):
+        lr, beta_1 = schedule(step)
+        g = _mse_gradient(w, x, y)
+        t = step + 1
+        m = m + (g - m) * (1 - beta_1)
+        v = v + (g * g - v) * (1 - beta_2)
+        w = w - lr * math.sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (np.sqrt(v) + epsilon)
+    return w
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize(
+    "make_optimizer, reference",
+    [(lambda: keras.optimizers.SGD(0.1, momentum=0.9), numpy_sgd_momentum), (lambda: keras.optimizers.Adam(0.1), numpy_adam)],
+    ids=["sgd", "adam"],
+)
+def test_cycled_momentum_reaches_the_compiled_step(linear_model, regression_data, make_optimizer, reference, jit_compile):
+    model = linear_model(make_optimizer(), use_bias=False, jit_compile=jit_compile)
+    _fit(model, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL)])
+    expected = reference(regression_data, lambda step: torch_one_cycle(step, TOTAL, 0.05))
+    np.testing.assert_allclose(model.get_weights()[0], expected, rtol=2e-5)
+    constant = reference(regression_data, lambda step: (torch_one_cycle(step, TOTAL, 0.05)[0], 0.9))
+    assert not np.allclose(expected, constant, rtol=1e-3)  # the momentum really matters in this problem
+
+
+def test_rate_and_momentum_match_pytorch_each_batch(linear_model, regression_data, rate_probe):
+    lr_probe, momentum_probe = rate_probe("learning_rate"), rate_probe("momentum")
+    model = linear_model(keras.optimizers.SGD(0.1, momentum=0.9))
+    history = _fit(model, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL), lr_probe, momentum_probe])
+    expected = np.array([torch_one_cycle(step, TOTAL, 0.05) for step in range(TOTAL)])
+    np.testing.assert_allclose(lr_probe.values, expected[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(momentum_probe.values, expected[:, 1], rtol=1e-6)
+    assert history.history["momentum"][-1] == pytest.approx(0.95)
+
+
+def test_model_checkpoint_saves_and_reloads_mid_cycle(linear_model, regression_data, tmp_path):
+    model = linear_model(keras.optimizers.Adam(0.1))
+    path = tmp_path / "checkpoint.keras"
+    _fit(model, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL), keras.callbacks.ModelCheckpoint(path)])
+    restored = keras.models.load_model(path)
+    assert isinstance(restored.optimizer.get_config()["beta_1"], float)
+    np.testing.assert_array_equal(restored.get_weights()[0], model.get_weights()[0])
+    restored.fit(*regression_data, verbose=0, epochs=1)
+
+
+def test_mirrored_strategy_fit(regression_data):
+    with tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"]).scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")])
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    _fit(model, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL)])
+    expected = numpy_sgd_momentum(regression_data, lambda step: torch_one_cycle(step, TOTAL, 0.05))
+    np.testing.assert_allclose(model.get_weights()[0], expected, rtol=2e-5)
+
+
+def test_without_momentum_cycling_the_optimizer_keeps_its_float(linear_model, regression_data):
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    _fit(linear_model(optimizer), regression_data, [OneCyclePolicy(0.05, TOTAL, cycle_momentum=False)])
+    assert optimizer.momentum == 0.9 and type(optimizer.momentum) is float
+
+
+def test_optimizers_without_momentum_are_named(linear_model, regression_data):
+    with pytest.raises(TypeError, match="OneCyclePolicy: cannot cycle the momentum of Adagrad"):
+        _fit(linear_model(keras.optimizers.Adagrad(0.1)), regression_data, [OneCyclePolicy(0.05, TOTAL)])
+    with pytest.raises(ValueError, match="OneCyclePolicy: the optimizer SGD was created with momentum=0"):
+        _fit(linear_model(keras.optimizers.SGD(0.1)), regression_data, [OneCyclePolicy(0.05, TOTAL)])
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match=r"OneCyclePolicy: argument `base_momentum` must be in \[0, 1\)"):
+        OneCyclePolicy(0.1, 10, base_momentum=1.0)
+    with pytest.raises(ValueError, match=r"OneCyclePolicy: argument `max_momentum` must be in \[0, 1\)"):
+        OneCyclePolicy(0.1, 10, max_momentum=-0.1)
+    with pytest.raises(ValueError, match="OneCyclePolicy: argument `base_momentum` must not exceed `max_momentum`"):
+        OneCyclePolicy(0.1, 10, base_momentum=0.95, max_momentum=0.85)
+    with pytest.raises(ValueError, match="OneCycle: argument `pct_start`"):
+        OneCyclePolicy(0.1, 10, pct_start=1.5)

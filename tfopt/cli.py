@@ -1,0 +1,34 @@
+"""The `tfopt` command line: `tfopt demo` runs the main job end to end.
+
+Example:
+    tfopt demo --out tfopt-demo
+"""
+
+import argparse
+import sys
+
+
+def _demo(args):
+    from tfopt.demo.run import ACCURACY_TARGET, run
+
+    results = run(args.out, quick=args.quick)
+    return 0 if args.quick or results["test_accuracy"] >= ACCURACY_TARGET else 1
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tfopt", description="Train faster, ship smaller Keras models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="LR range test and one-cycle training on scikit-learn's digits")
+    demo.add_argument("--out", default="tfopt-demo", help="folder for the figures (default: ./tfopt-demo)")
+    demo.add_argument("--quick", action="store_true", help="a short run for smoke tests")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The demo's data: scikit-learn's handwritten digits (8x8 images, 10 classes), shipped with scikit-learn.
+
+Example:
+    >>> from tfopt.demo.data import load_digits_split
+    >>> split = load_digits_split()
+    >>> split.x_train.shape[1:]
+    (8, 8, 1)
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Images scaled to [0, 1] with shape (n, 8, 8, 1) and integer labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_digits_split(test_fraction=0.2, seed=0):
+    """The digits, split into train and test sets stratified by class (80/20 by default)."""
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as error:
+        raise ImportError("The demo needs scikit-learn: `pip install tfopt[demo]`.") from error
+    digits = load_digits()
+    images = (digits.images / 16.0).astype("float32")[..., np.newaxis]
+    labels = digits.target.astype("int32")
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_fraction, random_state=seed, stratify=labels
+    )
+    return Split(x_train, y_train, x_test, y_test)
