@@ -60,3 +60,13 @@ class RateProbe(keras.callbacks.Callback):
 def rate_probe():
     """A factory of `RateProbe` callbacks."""
     return RateProbe
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One 2-replica MirroredStrategy over the two logical CPUs for the whole session.
+
+    Several MirroredStrategy instances in one process can collide on collective-op keys ("Shape mismatch in the
+    collective instance"), so every test shares this one.
+    """
+    return tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])

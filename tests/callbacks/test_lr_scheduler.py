@@ -62,10 +62,10 @@ def test_works_through_a_loss_scale_optimizer(linear_model, regression_data, rat
     np.testing.assert_allclose(probe.values, [0.01, 0.02, 0.03, 0.04], rtol=1e-6)
 
 
-def test_mirrored_strategy_equals_one_device(regression_data):
+def test_mirrored_strategy_equals_one_device(regression_data, mirrored_strategy):
     schedule = tfopt.schedules.OneCycle(max_lr=0.05, total_steps=12)
     results = []
-    for strategy in (tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"]), tf.distribute.get_strategy()):
+    for strategy in (mirrored_strategy, tf.distribute.get_strategy()):
         with strategy.scope():
             model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, kernel_initializer="ones")])
             model.compile(keras.optimizers.SGD(0.5), "mse")

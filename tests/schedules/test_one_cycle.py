@@ -15,10 +15,11 @@ def anneal_reference(steps, phases, total_steps, anneal):
     for step in range(steps):
         step = min(step, total_steps - 1)
         phase_start = 0.0
-        for index, (phase_end, start, end) in enumerate(phases):
-            if step <= phase_end or index == len(phases) - 1:
+        for index, phase in enumerate(phases):
+            if step <= phase[0] or index == len(phases) - 1:
                 break
-            phase_start = phase_end
+            phase_start = phase[0]
+        phase_end, start, end = phase
         pct = (step - phase_start) / (phase_end - phase_start)
         if anneal == "cos":
             values.append(end + (start - end) / 2 * (np.cos(np.pi * pct) + 1))
@@ -43,7 +44,10 @@ def lr_reference(steps, max_lr, total_steps, pct_start=0.3, div_factor=25.0, fin
 
 def momentum_reference(steps, total_steps, base_momentum=0.85, max_momentum=0.95, pct_start=0.3, anneal="cos",
                        three_phase=False):
-    phases = [(pct_start * total_steps - 1, max_momentum, base_momentum), (total_steps - 1, base_momentum, max_momentum)]
+    phases = [
+        (pct_start * total_steps - 1, max_momentum, base_momentum),
+        (total_steps - 1, base_momentum, max_momentum),
+    ]
     if three_phase:
         phases = [
             (pct_start * total_steps - 1, max_momentum, base_momentum),

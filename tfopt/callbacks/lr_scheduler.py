@@ -89,6 +89,7 @@ class LRScheduler(Callback):
         self._table = _ScheduleTable(self.schedule)
         self._step = int(np.asarray(self.optimizer.iterations))
         self._last_rate = None
+        self._table(self._step)  # evaluate the first block now, not inside the first batch
 
     def _apply(self, step):
         rate = self._table(step)

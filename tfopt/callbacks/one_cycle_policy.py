@@ -81,6 +81,7 @@ class OneCyclePolicy(LRScheduler):
             )
         self._momentum = make_traced(optimizer, self._momentum_name, self.model.distribute_strategy)
         self._momentum_table = _ScheduleTable(self.schedule.momentum(self.base_momentum, self.max_momentum))
+        self._momentum_table(self._step)
 
     def _apply(self, step):
         rate = super()._apply(step)

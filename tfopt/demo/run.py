@@ -43,7 +43,7 @@ def _train_one_cycle(split, max_lr, epochs, out, log):
     path = tfopt.schedules.plot(schedule, total_steps, os.path.join(out, "schedule.png"))
     log(f"Training {epochs} epochs with AdamW + OneCycle(max_lr={max_lr:.2e}, total_steps={total_steps}) -> {path}")
     model = compile_for_digits(digits_cnn(), keras.optimizers.AdamW(learning_rate=schedule))
-    model.fit(train, epochs=epochs, verbose=0)
+    model.fit(train, epochs=epochs, verbose=0, shuffle=False)  # the dataset shuffles itself
     _, accuracy = model.evaluate(_batches(split.x_test, split.y_test, False), verbose=0)
     return model, float(accuracy)
 

@@ -11,8 +11,8 @@ from tfopt import _checks
 def _offset(step, point):
     """`step - point` in float32 with a single rounding, although the phase end `point` may lie off float32's grid.
 
-    Rounding `point` itself would cost up to 3e-5 at step 650, which is a large relative error of the distance
-    from a step to a phase end close by.
+    Rounding `point` to float32 first would misplace it by up to 3e-5 near step 650: a large relative error of the
+    distance from a step to a phase end close by, which linear annealing passes on to the rate.
     """
     whole = math.floor(point)
     return (step - whole) - (point - whole)
@@ -21,9 +21,9 @@ def _offset(step, point):
 class _Phases(keras.optimizers.schedules.LearningRateSchedule):
     """The phase geometry shared by `OneCycle` and `OneCycleMomentum`: subclasses give the values at the phase ends.
 
-    Phases run from one end step to the next and interpolate between their values with a `weights` pair that sums
-    to 1. Each weight is computed from its own distance to a phase end, never as `1 - other`, so a value approaching a
-    tiny end value (the final learning rate) keeps float32's relative accuracy.
+    Phases run from one end step to the next and interpolate between their values with the pair of `_weights`,
+    which sums to 1. Each weight is computed from its own distance to a phase end, never as `1 - other`, so a value
+    approaching a tiny end value (the final learning rate) keeps float32's relative accuracy.
     """
 
     def __init__(self, total_steps, pct_start, anneal, three_phase):
@@ -57,14 +57,14 @@ class _Phases(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = ops.clip(ops.cast(step, "float32"), 0, self.total_steps - 1)
-        starts = [0.0, *self._ends()]
+        bounds = [0.0, *self._ends()]
         values = self._values()
-        rate = None
-        for k in reversed(range(len(values) - 1)):
-            to_start, to_end = self._weights(step, starts[k], starts[k + 1])
+        result = None
+        for k in reversed(range(len(bounds) - 1)):
+            to_start, to_end = self._weights(step, bounds[k], bounds[k + 1])
             phase = values[k] * to_start + values[k + 1] * to_end
-            rate = phase if rate is None else ops.where(step <= starts[k + 1], phase, rate)
-        return rate
+            result = phase if result is None else ops.where(step <= bounds[k + 1], phase, result)
+        return result
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -82,7 +82,12 @@ class OneCycle(_Phases):
         phases = [(pct_start * total_steps - 1, initial_lr, max_lr),
                   (2 * pct_start * total_steps - 2, max_lr, initial_lr),
                   (total_steps - 1, initial_lr, min_lr)]
-    phase_start, (phase_end, start, end) = the first phase with step <= phase_end, and the step its predecessor ends
+    step = min(step, total_steps - 1)
+    phase_start = 0
+    for phase_end, start, end in phases:
+        if step <= phase_end or phase_end == total_steps - 1:
+            break
+        phase_start = phase_end
     pct = (step - phase_start) / (phase_end - phase_start)
     if anneal == "cos":
         lr = end + (start - end) / 2 * (cos(pi * pct) + 1)
@@ -90,16 +95,17 @@ class OneCycle(_Phases):
         lr = start + (end - start) * pct
     ```
 
-    Steps past `total_steps - 1` hold the final rate `min_lr` (PyTorch raises there instead).
-    `momentum(...)` gives the matching momentum schedule.
+    Steps past `total_steps - 1` hold the final rate `min_lr` (PyTorch raises there instead). The rate is computed
+    in a form that keeps float32's relative accuracy down to `min_lr`. `momentum(...)` gives the matching momentum
+    schedule, `OneCycleMomentum`.
 
     Args:
-        max_lr: A Python float. The peak learning rate.
+        max_lr: A Python float > 0. The peak learning rate.
         total_steps: A Python int >= 2. Number of steps in the cycle.
         pct_start: A Python float. Fraction of the cycle spent increasing the rate; in (0, 1), or (0, 0.5] when
             `three_phase`, and above `1 / total_steps`. Defaults to `0.3`.
-        div_factor: A Python float. The initial rate is `max_lr / div_factor`. Defaults to `25.0`.
-        final_div_factor: A Python float. The final rate is `max_lr / div_factor / final_div_factor`.
+        div_factor: A Python float > 0. The initial rate is `max_lr / div_factor`. Defaults to `25.0`.
+        final_div_factor: A Python float > 0. The final rate is `max_lr / div_factor / final_div_factor`.
             Defaults to `1e4`.
         anneal: `"cos"` or `"linear"`, the shape of each phase. Defaults to `"cos"`.
         three_phase: A Python bool. If `True`, the rate goes back down to the initial rate symmetrically before the
@@ -142,7 +148,12 @@ class OneCycle(_Phases):
         return [initial, self.max_lr, initial, final] if self.three_phase else [initial, self.max_lr, final]
 
     def momentum(self, base_momentum=0.85, max_momentum=0.95):
-        """The `OneCycleMomentum` schedule that cycles momentum (SGD `momentum`, Adam `beta_1`) against this rate."""
+        """The `OneCycleMomentum` schedule that cycles momentum (SGD `momentum`, Adam `beta_1`) against this rate.
+
+        Args:
+            base_momentum: The momentum at the peak rate, in [0, 1). Defaults to `0.85`.
+            max_momentum: The momentum at the start and the end, in [base_momentum, 1). Defaults to `0.95`.
+        """
         return OneCycleMomentum(
             self.total_steps, base_momentum, max_momentum, self.pct_start, self.anneal, self.three_phase
         )

@@ -57,6 +57,7 @@ class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
         self.curve = _checks.choice("WarmUp", "curve", curve, ("linear", "cosine"))
 
     def _after(self, step):
+        """The rate of `after` at `step` (counted from the end of the warm-up), in float32."""
         if isinstance(self.after, float):
             return self.after
         return ops.cast(self.after(step), "float32")
