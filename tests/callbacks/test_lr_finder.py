@@ -99,6 +99,13 @@ def test_suggestion_is_where_the_loss_falls_fastest():
     assert finder.suggestion() == pytest.approx(1e-3)
 
 
+def test_suggestion_is_at_most_a_tenth_of_the_rate_of_lowest_loss():
+    finder = LRFinder(num_steps=6)
+    finder.lrs = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    finder.losses = [2.0, 2.0, 1.99, 1.98, 1.97, 0.9]  # steepest at the last rate, 1.0
+    assert finder.suggestion() == pytest.approx(1e-1)
+
+
 def test_plot_writes_a_png(tmp_path, regression_data):
     x, y = _classes(regression_data)
     finder = find_lr(_classifier(), x, y, batch_size=8, num_steps=20)

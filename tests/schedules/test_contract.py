@@ -60,10 +60,9 @@ def test_fit_with_jit_compile(schedule):
     _assert_rate_follows(model, schedule)
 
 
-def test_fit_under_mirrored_strategy(schedule):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    assert strategy.num_replicas_in_sync == 2
-    with strategy.scope():
+def test_fit_under_mirrored_strategy(schedule, mirrored_strategy):
+    assert mirrored_strategy.num_replicas_in_sync == 2
+    with mirrored_strategy.scope():
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mse")
     model.fit(_data(), epochs=1, verbose=0, shuffle=False)

@@ -112,7 +112,9 @@ class LRFinder(Callback):
             self._snapshot = None
 
     def suggestion(self):
-        """The rate where the smoothed loss falls fastest (steepest negative slope against log lr)."""
+        """A learning rate to train with: where the smoothed loss falls fastest against log lr, but at most a
+        tenth of the rate of lowest loss (the smoothed loss lags behind, so the steepest point alone can sit next
+        to divergence)."""
         losses = np.asarray(self.losses, dtype="float64")
         finite = np.isfinite(losses)
         if finite.sum() < 3:
@@ -125,7 +127,7 @@ class LRFinder(Callback):
         lowest = int(np.argmin(losses))
         usable = max(lowest + 1, 3)
         slopes = np.gradient(losses[:usable], np.log(lrs[:usable]))
-        return float(lrs[int(np.argmin(slopes))])
+        return float(min(lrs[int(np.argmin(slopes))], lrs[lowest] / 10))
 
     def plot(self, path):
         """Writes a PNG of smoothed loss against learning rate (log scale), marking the suggestion. Returns path."""

@@ -1,0 +1,28 @@
+import pytest
+
+from tfopt import cli
+from tfopt.demo import run
+
+
+@pytest.mark.slow
+def test_demo_suggested_rate_trains_digits_to_95_percent(tmp_path):
+    lines = []
+    results = run(tmp_path, quick=False, log=lines.append)
+    assert results["test_accuracy"] >= 0.95
+    assert 1e-5 < results["suggested_lr"] < 1.0
+    for name in ("lr_find.png", "schedule.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert any("Test accuracy" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_cli_demo_quick(tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path / "out"), "--quick"]) == 0
+    assert "Test accuracy" in capsys.readouterr().out
+
+
+def test_cli_rejects_an_unknown_command(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["train"])
+    assert raised.value.code == 2
+    assert "invalid choice: 'train'" in capsys.readouterr().err
