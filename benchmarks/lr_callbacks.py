@@ -39,13 +39,13 @@ def main(argv=None):
     kinds = ["plain", "LRScheduler", "OneCyclePolicy"]
     models = {kind: compile_for_digits(digits_cnn(), keras.optimizers.AdamW(1e-3)) for kind in kinds}
     for kind, model in models.items():  # trace and warm up every train function first
-        model.fit(dataset, epochs=1, verbose=0, callbacks=_callbacks(kind, total_steps))
+        model.fit(dataset, epochs=1, verbose=0, shuffle=False, callbacks=_callbacks(kind, total_steps))
     times = {kind: [] for kind in kinds}
     for _ in range(args.repeats):
         for kind in kinds:
             callbacks = _callbacks(kind, total_steps)
             start = time.perf_counter()
-            models[kind].fit(dataset, epochs=args.epochs, verbose=0, callbacks=callbacks)
+            models[kind].fit(dataset, epochs=args.epochs, verbose=0, shuffle=False, callbacks=callbacks)
             times[kind].append(time.perf_counter() - start)
     plain = statistics.median(times["plain"])
     print(f"digits CNN, {total_steps} steps per fit, median of {args.repeats} interleaved fits")

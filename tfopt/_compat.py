@@ -59,6 +59,20 @@ def set_learning_rate(optimizer, value):
     unwrap_optimizer(optimizer).learning_rate = value
 
 
+def learning_rate_setter(optimizer):
+    """A function `value -> None` that sets the float learning rate, as cheaply as the optimizer allows.
+
+    Per-batch callbacks call it every step: for a Keras 3 optimizer it assigns the backing `tf.Variable` directly
+    (one eager op instead of Keras's checked setter).
+    """
+    inner = unwrap_optimizer(optimizer)
+    rate = getattr(inner, "_learning_rate", None)
+    if not is_legacy(inner) and isinstance(rate, keras.Variable):
+        backing = rate.value
+        return backing.assign
+    return lambda value: set_learning_rate(inner, value)
+
+
 def learning_rate(optimizer):
     """The optimizer's current learning rate as a Python float (the schedule's value at the current step)."""
     inner = unwrap_optimizer(optimizer)

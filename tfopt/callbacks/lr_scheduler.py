@@ -81,12 +81,14 @@ class LRScheduler(Callback):
         self.unit = _checks.choice(type(self).__name__, "unit", unit, ("batch", "epoch"))
         self.verbose = _checks.integer(type(self).__name__, "verbose", verbose, low=0)
         self._table = None
+        self._set_rate = None
         self._step = 0
         self._last_rate = None
 
     def on_train_begin(self, logs=None):
         self._require_float_learning_rate()
         self._table = _ScheduleTable(self.schedule)
+        self._set_rate = _compat.learning_rate_setter(self.optimizer)
         self._step = int(np.asarray(self.optimizer.iterations))
         self._last_rate = None
         self._table(self._step)  # evaluate the first block now, not inside the first batch
@@ -94,7 +96,7 @@ class LRScheduler(Callback):
     def _apply(self, step):
         rate = self._table(step)
         if rate != self._last_rate:
-            _compat.set_learning_rate(self.optimizer, rate)
+            self._set_rate(rate)
             self._last_rate = rate
         return rate
 
@@ -113,3 +115,6 @@ class LRScheduler(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._last_rate is not None:
             logs["learning_rate"] = self._last_rate
+
+    def on_train_end(self, logs=None):
+        self._set_rate = None  # holds the optimizer's variable; a deep copy of the callback should not
