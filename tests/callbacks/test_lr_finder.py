@@ -62,7 +62,7 @@ def test_each_recorded_loss_is_that_batch_loss_not_the_epoch_mean(regression_dat
     model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     first, second = (x[:32], y[:32]), (x[32:] * 5, y[32:])  # two batches with very different losses
     dataset = tf.data.Dataset.from_tensor_slices((np.concatenate([first[0], second[0]]), y)).batch(32)
-    finder = find_lr(model, dataset, start_lr=1e-12, end_lr=1e-11, num_steps=4, smoothing=0.0)
+    finder = find_lr(model, dataset, start_lr=1e-12, end_lr=1e-11, num_steps=4, smoothing=0.0, stop_factor=1e9)
     batch_losses = [model.evaluate(*first, verbose=0), model.evaluate(*second, verbose=0)]
     assert finder.raw_losses == pytest.approx(batch_losses * 2, rel=1e-4)
 
