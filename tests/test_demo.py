@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from tfopt import cli
@@ -26,3 +28,11 @@ def test_cli_rejects_an_unknown_command(capsys):
         cli.main(["train"])
     assert raised.value.code == 2
     assert "invalid choice: 'train'" in capsys.readouterr().err
+
+
+def test_demo_data_without_scikit_learn_names_the_extra(monkeypatch):
+    from tfopt.demo.data import load_digits_split
+
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match=r"pip install tfopt\[demo\]"):
+        load_digits_split()

@@ -30,13 +30,14 @@ def _range_rule(low, high, closed):
     return f"<= {high}" if closed in ("both", "high") else f"< {high}"
 
 
-def number(owner, name, value, low=None, high=None, closed="both"):
+def number(owner, name, value, low=None, high=None, closed="both", expected="a number"):
     """Returns `value` as a float if it is a finite real number within the bounds, else raises.
 
-    `closed` says which bounds are allowed values: "both", "neither", "low" or "high".
+    `closed` says which bounds are allowed values: "both", "neither", "low" or "high". `expected` describes the
+    valid types in the TypeError, for arguments that also take something other than a number.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        _fail(owner, name, "a number", value, TypeError)
+        _fail(owner, name, expected, value, TypeError)
     value = float(value)
     if not math.isfinite(value):
         _fail(owner, name, "finite", value)
@@ -61,6 +62,13 @@ def choice(owner, name, value, choices):
     """Returns `value` if it is one of `choices`, else raises."""
     if value not in choices:
         _fail(owner, name, "one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def instance(owner, name, value, types, expected):
+    """Returns `value` if it is an instance of `types`, else raises a TypeError describing them as `expected`."""
+    if not isinstance(value, types):
+        _fail(owner, name, expected, value, TypeError)
     return value
 
 

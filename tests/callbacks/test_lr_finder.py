@@ -146,3 +146,10 @@ def test_uncompiled_model_and_scheduled_optimizer_are_refused(regression_data):
     model.compile(keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)), "mse")
     with pytest.raises(TypeError, match="LRFinder: the optimizer's learning rate is already a schedule"):
         find_lr(model, x, y, num_steps=4)
+
+
+def test_a_dataset_of_unknown_length_is_refused(regression_data):
+    x, y = _classes(regression_data)
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).filter(lambda features, label: True)
+    with pytest.raises(ValueError, match="find_lr: argument `x` must hold at least one batch of known size. Received: a dataset of unknown"):
+        find_lr(_classifier(), unknown, num_steps=4)

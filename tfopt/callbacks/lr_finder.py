@@ -167,9 +167,10 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0, num_ste
         steps_per_epoch = math.ceil(len(x) / batch_size)
         fit_kwargs = {"y": y, "batch_size": batch_size}
     if steps_per_epoch < 1:
-        raise ValueError(
-            f"find_lr: argument `x` must hold at least one batch of known size. Received {steps_per_epoch} batches."
+        received = "no batches" if steps_per_epoch == 0 else (
+            "a dataset of unknown length; give it one with `.apply(tf.data.experimental.assert_cardinality(n))`"
         )
+        raise ValueError(f"find_lr: argument `x` must hold at least one batch of known size. Received: {received}.")
     epochs = math.ceil(num_steps / steps_per_epoch)
     try:
         model.fit(x, epochs=epochs, callbacks=[finder], verbose=0, **fit_kwargs)

@@ -29,9 +29,9 @@ class Scaled(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, schedule, scale=1.0):
-        if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-            raise TypeError(f"Scaled: argument `schedule` must be a LearningRateSchedule. Received: schedule={schedule!r}")
-        self.schedule = schedule
+        self.schedule = _checks.instance(
+            "Scaled", "schedule", schedule, keras.optimizers.schedules.LearningRateSchedule, "a LearningRateSchedule"
+        )
         scale = _checks.number("Scaled", "scale", scale, low=0, closed="neither")
         self.scale = keras.Variable(scale, dtype="float32", trainable=False, name="scale")
 

@@ -50,7 +50,9 @@ class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, after, warmup_steps, start=0.0, curve="linear"):
         if not isinstance(after, keras.optimizers.schedules.LearningRateSchedule):
-            after = _checks.number("WarmUp", "after", after, low=0, closed="neither")
+            after = _checks.number(
+                "WarmUp", "after", after, low=0, closed="neither", expected="a number or a LearningRateSchedule"
+            )
         self.after = after
         self.warmup_steps = _checks.integer("WarmUp", "warmup_steps", warmup_steps, low=1)
         self.start = _checks.number("WarmUp", "start", start, low=0)
