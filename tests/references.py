@@ -47,3 +47,34 @@ def numpy_adam(data, schedule, beta_2=0.999, epsilon=1e-7):
         v = v + (g * g - v) * (1 - beta_2)
         w = w - lr * math.sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (np.sqrt(v) + epsilon)
     return w
+
+
+def gradient_sequence(shapes, steps, seed=0):
+    """A fixed sequence of float32 gradients: `steps` lists, one array per shape."""
+    rng = np.random.default_rng(seed)
+    return [[rng.normal(size=shape).astype("float32") for shape in shapes] for _ in range(steps)]
+
+
+def initial_values(shapes, seed=1):
+    """Fixed float32 starting values, one array per shape."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=shape).astype("float32") for shape in shapes]
+
+
+def run_keras_optimizer(optimizer, initial, gradients, names=None):
+    """Applies `gradients` (from `gradient_sequence`) step by step with a Keras 3 optimizer, eagerly.
+
+    Returns the final values as float64 arrays. `names` gives the variables' names (for
+    `exclude_from_weight_decay(var_names=...)` tests).
+    """
+    import keras  # noqa: PLC0415 - this module is also imported by tf_keras test processes
+
+    names = names or [f"variable_{index}" for index in range(len(initial))]
+    variables = [keras.Variable(value, name=name) for value, name in zip(initial, names)]
+    optimizer.build(variables)
+    for step_gradients in gradients:
+        optimizer.apply_gradients(zip([keras.ops.convert_to_tensor(g) for g in step_gradients], variables))
+    return [np.asarray(variable.numpy(), "float64") for variable in variables]
+
+
+SHAPES = [(3,), (4, 5), (2, 3, 3, 4)]  # a bias, a Dense kernel and a Conv kernel

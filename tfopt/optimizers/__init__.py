@@ -1,0 +1,3 @@
+"""Keras 3 optimizers that Keras itself lacks, exact to their papers' update rules."""
+
+__all__ = []
