@@ -1,0 +1,164 @@
+"""Behaviour every tfopt optimizer shares, tested once for all of them: `fit`, `jit_compile`, a 2-replica
+MirroredStrategy equal to one device, `LossScaleOptimizer` with mixed_float16, clipping, `exclude_from_weight_decay`,
+the sparse gradients of an `Embedding`, and a `.keras` save/load mid-training whose next steps equal an
+uninterrupted run."""
+
+import contextlib
+
+import keras
+import numpy as np
+import pytest
+from references import SHAPES, gradient_sequence, initial_values, run_keras_optimizer
+
+import tfopt.optimizers as topt
+
+# name -> (factory taking keyword overrides, whether variables evolve independently of each other)
+OPTIMIZERS = {
+    "RAdam": (lambda **kw: topt.RAdam(learning_rate=1e-2, **kw), True),
+    "AdaBelief": (lambda **kw: topt.AdaBelief(learning_rate=1e-2, **kw), True),
+    "Adan": (lambda **kw: topt.Adan(learning_rate=1e-2, **kw), True),
+    "AdEMAMix": (lambda **kw: topt.AdEMAMix(learning_rate=1e-2, **kw), True),
+    "Yogi": (lambda **kw: topt.Yogi(learning_rate=1e-2, **kw), True),
+    "NovoGrad": (lambda **kw: topt.NovoGrad(learning_rate=1e-2, **kw), True),
+    "LARS": (lambda **kw: topt.LARS(learning_rate=0.5, **kw), True),
+    "Prodigy": (lambda **kw: topt.Prodigy(**kw), False),
+    "LazyAdam": (lambda **kw: topt.LazyAdam(learning_rate=1e-2, **kw), True),
+    "Lookahead": (lambda **kw: topt.Lookahead(keras.optimizers.Adam(1e-2, **kw), sync_period=3), True),
+    "GradientCentralization": (lambda **kw: topt.GradientCentralization(keras.optimizers.SGD(1e-2, momentum=0.9, **kw)), True),
+}
+
+
+@pytest.fixture(params=list(OPTIMIZERS), ids=list(OPTIMIZERS))
+def optimizer_case(request):
+    return request.param, *OPTIMIZERS[request.param]
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    y = (np.sin(x[:, :1]) + x[:, 1:2] ** 2 - x[:, 2:3]).astype("float32")
+    return x, y
+
+
+def _mlp(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)])
+
+
+def _fit(model, epochs=2, **kwargs):
+    x, y = _data()
+    return model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0, **kwargs)
+
+
+def _assert_weights_close(first, second, rtol=1e-5, atol=1e-6):
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+def test_fit_lowers_the_loss(optimizer_case):
+    _, make, _ = optimizer_case
+    model = _mlp()
+    model.compile(make(), "mse")
+    history = _fit(model, epochs=5)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_jit_compile_equals_the_traced_step(optimizer_case):
+    _, make, _ = optimizer_case
+    models = []
+    for jit in (False, True):
+        model = _mlp()
+        model.compile(make(), "mse", jit_compile=jit)
+        _fit(model)
+        models.append(model)
+    _assert_weights_close(*models)
+
+
+def test_mirrored_strategy_equals_one_device(optimizer_case, mirrored_strategy):
+    _, make, _ = optimizer_case
+    models = []
+    for strategy in (mirrored_strategy, None):
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            model = _mlp()
+            model.compile(make(), "mse")
+        _fit(model)
+        models.append(model)
+    _assert_weights_close(*models, rtol=1e-4, atol=1e-5)
+
+
+def test_loss_scale_optimizer_with_mixed_float16(optimizer_case):
+    _, make, _ = optimizer_case
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _mlp()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile(keras.optimizers.LossScaleOptimizer(make()), "mse")
+    history = _fit(model, epochs=4)
+    assert model.layers[0].compute_dtype == "float16"
+    assert np.isfinite(history.history["loss"]).all() and history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("clipping", ["clipnorm", "global_clipnorm"])
+def test_clipping_equals_feeding_clipped_gradients(optimizer_case, clipping):
+    _, make, _ = optimizer_case
+    gradients = gradient_sequence(SHAPES, 8)
+    limit = 1.5
+    clipped = []
+    for step in gradients:
+        if clipping == "clipnorm":
+            clipped.append([g * min(1.0, limit / np.linalg.norm(g)) for g in step])
+        else:
+            total = np.sqrt(sum(np.sum(g.astype("float64") ** 2) for g in step))
+            clipped.append([(g * min(1.0, limit / total)).astype("float32") for g in step])
+    with_clipping = run_keras_optimizer(make(**{clipping: limit}), initial_values(SHAPES), gradients)
+    pre_clipped = run_keras_optimizer(make(), initial_values(SHAPES), clipped)
+    for a, b in zip(with_clipping, pre_clipped):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_exclude_from_weight_decay(optimizer_case):
+    name, make, independent = optimizer_case
+    if name in ("Lookahead", "GradientCentralization"):
+        make = {"Lookahead": lambda **kw: topt.Lookahead(keras.optimizers.AdamW(1e-2, **kw)),
+                "GradientCentralization": lambda **kw: topt.GradientCentralization(keras.optimizers.AdamW(1e-2, **kw))}[name]
+    names = ["bias", "kernel", "conv_kernel"]
+    gradients, start = gradient_sequence(SHAPES, 20), initial_values(SHAPES)
+    excluded = make(weight_decay=0.1)
+    inner = getattr(excluded, "inner_optimizer", excluded)
+    inner.exclude_from_weight_decay(var_names=["kernel"])
+    result = run_keras_optimizer(excluded, start, gradients, names)
+    decayed = run_keras_optimizer(make(weight_decay=0.1), start, gradients, names)
+    assert not np.allclose(result[1], decayed[1], rtol=1e-6)  # the exclusion changed the excluded variable
+    if independent:  # the other variables are decayed as before, the excluded one as without decay
+        np.testing.assert_allclose(result[0], decayed[0], rtol=1e-6)
+        undecayed = run_keras_optimizer(make(weight_decay=0.0), start, gradients, names)
+        np.testing.assert_allclose(result[1], undecayed[1], rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_embedding_gradients(optimizer_case):
+    _, make, _ = optimizer_case
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(50, 8),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1)])
+    model.compile(make(), "mse")
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 20, size=(64, 5)).astype("int32")  # rows 20..49 are never touched
+    target = (tokens % 3 == 0).mean(axis=1, keepdims=True).astype("float32")
+    untouched = model.layers[0].get_weights()[0][20:].copy()
+    history = model.fit(tokens, target, batch_size=16, epochs=5, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and history.history["loss"][-1] < history.history["loss"][0]
+    np.testing.assert_array_equal(model.layers[0].get_weights()[0][20:], untouched)
+
+
+def test_keras_file_mid_training_resumes_identically(optimizer_case, tmp_path):
+    _, make, _ = optimizer_case
+    model = _mlp()
+    model.compile(make(), "mse")
+    _fit(model, epochs=2)
+    model.save(tmp_path / "mid.keras")
+    restored = keras.models.load_model(tmp_path / "mid.keras")
+    assert type(restored.optimizer) is type(model.optimizer)
+    _fit(model, epochs=2)
+    _fit(restored, epochs=2)
+    _assert_weights_close(model, restored, rtol=1e-6, atol=1e-7)
