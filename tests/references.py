@@ -78,3 +78,54 @@ def run_keras_optimizer(optimizer, initial, gradients, names=None):
 
 
 SHAPES = [(3,), (4, 5), (2, 3, 3, 4)]  # a bias, a Dense kernel and a Conv kernel
+
+
+def sgd_momentum_rule(learning_rate, momentum):
+    """Keras's SGD with momentum as `step(index, w, g) -> w`, one variable (by index) at a time."""
+    velocities = {}
+
+    def step(index, w, g):
+        velocities[index] = momentum * velocities.get(index, 0.0) - learning_rate * g
+        return w + velocities[index]
+
+    return step
+
+
+def adam_rule(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """Keras's Adam as `step(index, w, g) -> w`, one variable (by index) at a time."""
+    moments = {}
+
+    def step(index, w, g):
+        m, v, t = moments.get(index, (0.0, 0.0, 0))
+        t += 1
+        m = m + (g - m) * (1 - beta_1)
+        v = v + (g * g - v) * (1 - beta_2)
+        moments[index] = m, v, t
+        return w - learning_rate * np.sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (np.sqrt(v) + epsilon)
+
+    return step
+
+
+def lookahead_reference(inner_step, initial, gradients, sync_period, slow_step_size):
+    """Lookahead's rule, as its docstring writes it, in float64."""
+    fast = [np.asarray(w, "float64") for w in initial]
+    slow = [w.copy() for w in fast]
+    for t, step_gradients in enumerate(gradients, start=1):
+        fast = [inner_step(i, w, np.asarray(g, "float64")) for i, (w, g) in enumerate(zip(fast, step_gradients))]
+        if t % sync_period == 0:
+            slow = [s + slow_step_size * (w - s) for s, w in zip(slow, fast)]
+            fast = [s.copy() for s in slow]
+    return fast
+
+
+def assert_all_close(actual, expected, rtol=1e-5, atol=1e-6):
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol)
+
+
+def numpy_centralize(gradient):
+    """GradientCentralization's rule, as its docstring writes it, in float64."""
+    gradient = np.asarray(gradient, "float64")
+    if gradient.ndim > 1:
+        gradient = gradient - gradient.mean(axis=tuple(range(gradient.ndim - 1)), keepdims=True)
+    return gradient

@@ -14,6 +14,7 @@ CALLBACKS = {
     "OneCyclePolicy": lambda: tfopt.callbacks.OneCyclePolicy(0.05, 12),
     "ReduceLROnPlateau": lambda: tfopt.callbacks.ReduceLROnPlateau(monitor="loss", patience=1, min_delta=10.0),
     "LRFinder": lambda: tfopt.callbacks.LRFinder(num_steps=12),
+    "SWA": lambda: tfopt.callbacks.SWA(start_epoch=1, swa_lr=0.005),
 }
 
 

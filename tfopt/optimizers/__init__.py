@@ -1,3 +1,32 @@
-"""Keras 3 optimizers that Keras itself lacks, exact to their papers' update rules."""
+"""Keras 3 optimizers that Keras itself lacks, exact to their papers' update rules, and optimizer wrappers.
 
-__all__ = []
+Example:
+    >>> import keras, tfopt
+    >>> optimizer = tfopt.optimizers.Lookahead(tfopt.optimizers.RAdam(learning_rate=1e-3))
+"""
+
+from tfopt.optimizers.adabelief import AdaBelief
+from tfopt.optimizers.adan import Adan
+from tfopt.optimizers.ademamix import AdEMAMix
+from tfopt.optimizers.gradient_centralization import GradientCentralization
+from tfopt.optimizers.lars import LARS
+from tfopt.optimizers.lazy_adam import LazyAdam
+from tfopt.optimizers.lookahead import Lookahead
+from tfopt.optimizers.novograd import NovoGrad
+from tfopt.optimizers.prodigy import Prodigy
+from tfopt.optimizers.radam import RAdam
+from tfopt.optimizers.yogi import Yogi
+
+__all__ = [
+    "AdEMAMix",
+    "AdaBelief",
+    "Adan",
+    "GradientCentralization",
+    "LARS",
+    "LazyAdam",
+    "Lookahead",
+    "NovoGrad",
+    "Prodigy",
+    "RAdam",
+    "Yogi",
+]

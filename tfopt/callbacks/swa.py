@@ -1,0 +1,142 @@
+"""`SWA`: stochastic weight averaging of the epochs' end points, then BatchNorm statistics for the average."""
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfopt import _checks, _compat
+from tfopt.callbacks._base import Callback
+
+_ARRAY_BATCH_SIZE = 32
+
+
+def _batch_norm_layers(model):
+    batch_norm = _compat.keras_of(model).layers.BatchNormalization
+    return [layer for layer in model._flatten_layers() if isinstance(layer, batch_norm)]
+
+
+def _input_batches(data):
+    """The input batches of a batched `tf.data.Dataset` (of `x` or `(x, y, ...)`) or of arrays of inputs."""
+    if isinstance(data, tf.data.Dataset):
+        for element in data:
+            yield keras.utils.unpack_x_y_sample_weight(element)[0]
+        return
+    size = len(keras.tree.flatten(data)[0])
+    for start in range(0, size, _ARRAY_BATCH_SIZE):
+        yield keras.tree.map_structure(lambda array: array[start:start + _ARRAY_BATCH_SIZE], data)
+
+
+class SWA(Callback):
+    """Averages the model's weights over the ends of the epochs from `start_epoch` on, and trains on with `swa_lr`.
+
+    At the end of training the model's trainable weights are replaced by their equal-weight average over the ends of
+    epochs `start_epoch, start_epoch + 1, ...` (0-based). BatchNormalization statistics of the average are not the
+    average of the statistics, so they are then recomputed by one pass over the training inputs in training mode,
+    each layer's statistics being the equal-weight mean over the batches of the batch mean and (biased, as Keras's
+    BatchNormalization uses) batch variance.
+
+    ```python
+    at the end of epoch e >= start_epoch:  n += 1;  average = average + (weights - average) / n
+    from epoch start_epoch on:             optimizer.learning_rate = swa_lr   # if swa_lr is given
+    at the end of training:                weights = average
+                                           for batch k = 1, 2, ... of update_bn:  momentum = (k - 1) / k
+                                               model(batch, training=True)     # BatchNorm: cumulative mean
+    ```
+
+    A callback does not see `fit`'s data, so recomputing the statistics takes the training inputs as `update_bn`.
+    The averages are kept as float64 NumPy copies on the host: they cost no device memory or step time, follow the
+    model under `tf.distribute` strategies, and are not saved with the model (`BackupAndRestore` does not restore
+    them). A `copy.deepcopy` of the callback (KerasTuner makes one per trial) starts afresh and shares `update_bn`.
+
+    Args:
+        start_epoch: the first (0-based) epoch whose end is averaged, an integer >= 0.
+        swa_lr: the learning rate from `start_epoch` on, > 0, or None to leave it alone. Needs an optimizer created
+            with a float learning rate. Defaults to None.
+        update_bn: the training inputs to recompute BatchNorm statistics with: a batched `tf.data.Dataset` of `x`
+            or `(x, y, ...)`, or an array (or a list or dict of arrays) of inputs, taken in batches of 32. False
+            keeps the last epoch's statistics. True is accepted for models without BatchNormalization layers; with
+            such layers it raises at the start of `fit`. Defaults to True.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from tfopt.callbacks.swa import SWA
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(0.05), "mse")
+        >>> x, y = np.ones((32, 4)), np.ones((32, 1))
+        >>> history = model.fit(x, y, epochs=6, verbose=0, callbacks=[SWA(start_epoch=3, swa_lr=0.01, update_bn=x)])
+
+    References:
+        Izmailov, Podoprikhin, Garipov, Vetrov and Wilson, "Averaging Weights Leads to Wider Optima and Better
+        Generalization", UAI 2018. https://arxiv.org/abs/1803.05407
+    """
+
+    def __init__(self, start_epoch, swa_lr=None, update_bn=True):
+        super().__init__()
+        self.start_epoch = _checks.integer("SWA", "start_epoch", start_epoch, low=0)
+        self.swa_lr = None if swa_lr is None else _checks.number("SWA", "swa_lr", swa_lr, low=0, closed="neither")
+        self.update_bn = _checks.instance(
+            "SWA", "update_bn", update_bn, (bool, tf.data.Dataset, np.ndarray, list, dict),
+            "a bool, a tf.data.Dataset or an array, list or dict of arrays of inputs",
+        )
+        self._averages = None
+        self._count = 0
+
+    def __deepcopy__(self, memo):
+        return type(self)(self.start_epoch, self.swa_lr, self.update_bn)
+
+    def on_train_begin(self, logs=None):
+        schedule = None if self.swa_lr is None else _compat.learning_rate_schedule(self.optimizer)
+        if schedule is not None:
+            raise TypeError(
+                f"SWA: argument `swa_lr` needs an optimizer with a float learning rate, but its learning rate is a "
+                f"schedule ({type(schedule).__name__}). Create the optimizer with a float `learning_rate`, or pass "
+                f"`swa_lr=None` to keep the schedule. Received: swa_lr={self.swa_lr!r}"
+            )
+        if self.update_bn is True and _batch_norm_layers(self.model):
+            raise ValueError(
+                "SWA: argument `update_bn` must be the training inputs (a tf.data.Dataset or arrays), or False, for a "
+                "model with BatchNormalization layers: a callback cannot see fit's data, and the averaged weights "
+                "need statistics of their own. Pass `update_bn=train_dataset`. Received: update_bn=True"
+            )
+        self._averages, self._count = None, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.swa_lr is not None and epoch >= self.start_epoch:
+            _compat.set_learning_rate(self.optimizer, self.swa_lr)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.start_epoch:
+            return
+        weights = [np.asarray(variable, "float64") for variable in self.model.trainable_variables]
+        self._count += 1
+        if self._averages is None:
+            self._averages = weights
+        else:
+            self._averages = [average + (w - average) / self._count for average, w in zip(self._averages, weights)]
+
+    def on_train_end(self, logs=None):
+        if self._count == 0:
+            warnings.warn(
+                f"SWA: training ended before epoch start_epoch={self.start_epoch}, so there is nothing to average; "
+                "the model keeps its last weights.",
+                stacklevel=2,
+            )
+            return
+        for variable, average in zip(self.model.trainable_variables, self._averages):
+            variable.assign(average)
+        layers = _batch_norm_layers(self.model)
+        if layers and not isinstance(self.update_bn, bool):
+            self._recompute_batch_norm(layers)
+
+    def _recompute_batch_norm(self, layers):
+        momenta = [layer.momentum for layer in layers]
+        try:
+            for count, inputs in enumerate(_input_batches(self.update_bn), start=1):
+                for layer in layers:
+                    layer.momentum = (count - 1) / count
+                self.model(inputs, training=True)
+        finally:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
