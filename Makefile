@@ -27,6 +27,7 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/lr_callbacks.py
+	$(PY) benchmarks/optimizers.py
 
 clean:
 	rm -rf $(VENV) tfopt-demo .test-results

@@ -48,6 +48,19 @@ def number(owner, name, value, low=None, high=None, closed="both", expected="a n
     return value
 
 
+def fraction(owner, name, value):
+    """Returns `value` as a float if it is in [0, 1) (a decay rate such as `beta_1` or `momentum`), else raises."""
+    return number(owner, name, value, low=0, high=1, closed="low")
+
+
+def optimizer_rates(owner, learning_rate, weight_decay):
+    """Checks an optimizer's `learning_rate` (a number >= 0 unless a schedule or callable) and `weight_decay`."""
+    if not callable(learning_rate):
+        number(owner, "learning_rate", learning_rate, low=0)
+    if weight_decay is not None:
+        number(owner, "weight_decay", weight_decay, low=0)
+
+
 def integer(owner, name, value, low=None, high=None):
     """Returns `value` as an int if it is an integer within [low, high], else raises."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

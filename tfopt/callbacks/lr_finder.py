@@ -67,7 +67,7 @@ class LRFinder(Callback):
         self.end_lr = _checks.number("LRFinder", "end_lr", end_lr, low=0, closed="neither")
         _checks.less("LRFinder", "start_lr", self.start_lr, "end_lr", self.end_lr)
         self.num_steps = _checks.integer("LRFinder", "num_steps", num_steps, low=2)
-        self.smoothing = _checks.number("LRFinder", "smoothing", smoothing, low=0, high=1, closed="low")
+        self.smoothing = _checks.fraction("LRFinder", "smoothing", smoothing)
         self.stop_factor = _checks.number("LRFinder", "stop_factor", stop_factor, low=1, closed="neither")
         self.verbose = _checks.integer("LRFinder", "verbose", verbose, low=0)
         self.lrs, self.losses, self.raw_losses = [], [], []

@@ -58,8 +58,8 @@ class OneCyclePolicy(LRScheduler):
         schedule = OneCycle(max_lr, total_steps, pct_start, div_factor, final_div_factor, anneal, three_phase)
         super().__init__(schedule, unit="batch", verbose=verbose)
         self.cycle_momentum = bool(cycle_momentum)
-        self.base_momentum = _checks.number("OneCyclePolicy", "base_momentum", base_momentum, 0, 1, closed="low")
-        self.max_momentum = _checks.number("OneCyclePolicy", "max_momentum", max_momentum, 0, 1, closed="low")
+        self.base_momentum = _checks.fraction("OneCyclePolicy", "base_momentum", base_momentum)
+        self.max_momentum = _checks.fraction("OneCyclePolicy", "max_momentum", max_momentum)
         if self.base_momentum > self.max_momentum:
             raise ValueError(
                 "OneCyclePolicy: argument `base_momentum` must not exceed `max_momentum`. "

@@ -90,13 +90,10 @@ class Adan(keras.optimizers.Optimizer):
             **kwargs,
         )
         owner = "Adan"
-        if not callable(learning_rate):
-            _checks.number(owner, "learning_rate", learning_rate, low=0)
-        if weight_decay is not None:
-            _checks.number(owner, "weight_decay", weight_decay, low=0)
-        self.beta_1 = _checks.number(owner, "beta_1", beta_1, low=0, high=1, closed="low")
-        self.beta_2 = _checks.number(owner, "beta_2", beta_2, low=0, high=1, closed="low")
-        self.beta_3 = _checks.number(owner, "beta_3", beta_3, low=0, high=1, closed="low")
+        _checks.optimizer_rates(owner, learning_rate, weight_decay)
+        self.beta_1 = _checks.fraction(owner, "beta_1", beta_1)
+        self.beta_2 = _checks.fraction(owner, "beta_2", beta_2)
+        self.beta_3 = _checks.fraction(owner, "beta_3", beta_3)
         self.epsilon = _checks.number(owner, "epsilon", epsilon, low=0)
 
     def build(self, var_list):

@@ -119,11 +119,8 @@ class LARS(DecayInUpdateRule, keras.optimizers.Optimizer):
             **kwargs,
         )
         owner = "LARS"
-        if not callable(learning_rate):
-            _checks.number(owner, "learning_rate", learning_rate, low=0)
-        if weight_decay is not None:
-            _checks.number(owner, "weight_decay", weight_decay, low=0)
-        self.momentum = _checks.number(owner, "momentum", momentum, low=0, high=1, closed="low")
+        _checks.optimizer_rates(owner, learning_rate, weight_decay)
+        self.momentum = _checks.fraction(owner, "momentum", momentum)
         self.eta = _checks.number(owner, "eta", eta, low=0, closed="neither")
         self.epsilon = _checks.number(owner, "epsilon", epsilon, low=0)
         self.nesterov = _checks.choice(owner, "nesterov", nesterov, (False, True))

@@ -101,12 +101,9 @@ class NovoGrad(DecayInUpdateRule, keras.optimizers.Optimizer):
             **kwargs,
         )
         owner = "NovoGrad"
-        if not callable(learning_rate):
-            _checks.number(owner, "learning_rate", learning_rate, low=0)
-        if weight_decay is not None:
-            _checks.number(owner, "weight_decay", weight_decay, low=0)
-        self.beta_1 = _checks.number(owner, "beta_1", beta_1, low=0, high=1, closed="low")
-        self.beta_2 = _checks.number(owner, "beta_2", beta_2, low=0, high=1, closed="low")
+        _checks.optimizer_rates(owner, learning_rate, weight_decay)
+        self.beta_1 = _checks.fraction(owner, "beta_1", beta_1)
+        self.beta_2 = _checks.fraction(owner, "beta_2", beta_2)
         self.epsilon = _checks.number(owner, "epsilon", epsilon, low=0)
         self.grad_averaging = _checks.choice(owner, "grad_averaging", grad_averaging, (False, True))
         self.amsgrad = _checks.choice(owner, "amsgrad", amsgrad, (False, True))

@@ -219,7 +219,7 @@ class OneCycleMomentum(_Phases):
     ):
         super().__init__(total_steps, pct_start, anneal, three_phase)
         owner = "OneCycleMomentum"
-        self.base_momentum = _checks.number(owner, "base_momentum", base_momentum, low=0, high=1, closed="low")
+        self.base_momentum = _checks.fraction(owner, "base_momentum", base_momentum)
         self.max_momentum = _checks.number(
             owner, "max_momentum", max_momentum, low=self.base_momentum, high=1, closed="low"
         )
