@@ -97,6 +97,10 @@ def test_training_shorter_than_start_epoch_warns_and_keeps_the_weights(linear_mo
     model = linear_model(keras.optimizers.SGD(0.05))
     with pytest.warns(UserWarning, match="SWA: training ended before epoch start_epoch=3"):
         fit(model, regression_data, [SWA(start_epoch=3)], epochs=2)
+    plain = linear_model(keras.optimizers.SGD(0.05))
+    fit(plain, regression_data, [], epochs=2)
+    for kept, trained in zip(model.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, trained)
 
 
 def test_update_bn_true_with_batch_norm_raises_at_fit_start(regression_data):

@@ -96,31 +96,10 @@ class Prodigy(DecayInUpdateRule, keras.optimizers.Optimizer):
         bias_correction=False,
         safeguard_warmup=False,
         weight_decay=None,
-        clipnorm=None,
-        clipvalue=None,
-        global_clipnorm=None,
-        use_ema=False,
-        ema_momentum=0.99,
-        ema_overwrite_frequency=None,
-        loss_scale_factor=None,
-        gradient_accumulation_steps=None,
         name=None,
         **kwargs,
     ):
-        super().__init__(
-            learning_rate=learning_rate,
-            name=name,
-            weight_decay=weight_decay,
-            clipnorm=clipnorm,
-            clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm,
-            use_ema=use_ema,
-            ema_momentum=ema_momentum,
-            ema_overwrite_frequency=ema_overwrite_frequency,
-            loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            **kwargs,
-        )
+        super().__init__(learning_rate=learning_rate, name=name, weight_decay=weight_decay, **kwargs)
         owner = "Prodigy"
         _checks.optimizer_rates(owner, learning_rate, weight_decay)
         self.beta_1 = _checks.fraction(owner, "beta_1", beta_1)
