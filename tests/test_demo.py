@@ -7,11 +7,13 @@ from tfopt.demo import run
 
 
 @pytest.mark.slow
-def test_demo_suggested_rate_trains_digits_to_95_percent(tmp_path):
+def test_demo_trains_digits_to_95_percent_and_prunes_to_a_third_of_the_size(tmp_path):
     lines = []
     results = run(tmp_path, quick=False, log=lines.append)
-    assert results["test_accuracy"] >= 0.95
+    assert results["test_accuracy"] >= 0.95  # at the rate the LR range test suggested
     assert 1e-5 < results["suggested_lr"] < 1.0
+    assert results["pruned_accuracy"] >= results["test_accuracy"] - 0.015
+    assert results["pruned_gzipped_bytes"] <= results["dense_gzipped_bytes"] / 3
     for name in ("lr_find.png", "schedule.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert any("Test accuracy" in line for line in lines)

@@ -7,7 +7,8 @@ import pytest
 CHECK = """
 import json, os, sys
 import tfopt
-import tfopt.callbacks, tfopt.models, tfopt.optimizers, tfopt.schedules, tfopt.demo, tfopt.cli
+import tfopt.callbacks, tfopt.compat, tfopt.models, tfopt.optimizers, tfopt.prune, tfopt.schedules
+import tfopt.demo, tfopt.cli
 print(json.dumps({
     "tf_keras": "tf_keras" in sys.modules,
     "tfmot": any(name.startswith("tensorflow_model_optimization") for name in sys.modules),
@@ -25,7 +26,7 @@ def test_import_tfopt_leaves_tf_keras_and_tfmot_alone():
     assert state["version"].count(".") == 2
 
 
-@pytest.mark.parametrize("area", ["callbacks", "models", "optimizers", "schedules"])
+@pytest.mark.parametrize("area", ["callbacks", "compat", "models", "optimizers", "prune", "schedules"])
 def test_each_area_exports_what_it_lists(area):
     module = __import__(f"tfopt.{area}", fromlist=["__all__"])
     assert module.__all__ and all(hasattr(module, name) for name in module.__all__)

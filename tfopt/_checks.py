@@ -92,3 +92,14 @@ def less(owner, small_name, small, large_name, large):
             f"{owner}: argument `{small_name}` must be smaller than `{large_name}`. "
             f"Received: {small_name}={small!r}, {large_name}={large!r}"
         )
+
+
+def satisfies(owner, name, value, condition, rule, error=ValueError):
+    """Returns `value` if `condition` holds, else raises stating `rule` (for rules the validators above don't cover).
+
+    Example: `_checks.satisfies("prune_low_magnitude", "structure", "2:x", False, 'None, "channel" or "N:M"')`
+    raises `prune_low_magnitude: argument `structure` must be None, "channel" or "N:M". Received: structure='2:x'`.
+    """
+    if not condition:
+        _fail(owner, name, rule, value, error)
+    return value

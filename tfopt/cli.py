@@ -18,7 +18,7 @@ def _demo(args):
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfopt", description="Train faster, ship smaller Keras models.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="LR range test and one-cycle training on scikit-learn's digits")
+    demo = commands.add_parser("demo", help="LR range test, one-cycle training and pruning on scikit-learn's digits")
     demo.add_argument("--out", default="tfopt-demo", help="folder for the figures (default: ./tfopt-demo)")
     demo.add_argument("--quick", action="store_true", help="a short run for smoke tests")
     demo.set_defaults(handler=_demo)

@@ -10,6 +10,9 @@ Example:
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
+
+BATCH_SIZE = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,3 +39,11 @@ def load_digits_split(test_fraction=0.2, seed=0):
         images, labels, test_size=test_fraction, random_state=seed, stratify=labels
     )
     return Split(x_train, y_train, x_test, y_test)
+
+
+def batches(x, y, shuffle):
+    """A batched `tf.data.Dataset` of (x, y), reshuffled each epoch if `shuffle` (fit is faster on datasets)."""
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), seed=0, reshuffle_each_iteration=True)
+    return dataset.batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE)

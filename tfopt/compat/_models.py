@@ -1,0 +1,197 @@
+"""Rebuilds a Sequential or functional model in the other Keras generation, layer by layer, with its weights.
+
+Each layer is made anew from its translated config (`_layers.translate`) by the other generation's `from_config`; a
+functional model is wired again from the inbound nodes of its config, which the generations write differently:
+
+    Keras 3:  {"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": [layer, node, tensor]}}],
+               "kwargs": {}}
+    tf_keras: [[layer, node, tensor, kwargs], ...]   (one entry: called on a tensor; several: on their list)
+
+Weights are copied layer by layer with `set_weights`; the source model is only read.
+
+Example:
+    >>> import keras
+    >>> from tfopt.compat import _models
+    >>> _models.graph_kind(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    'Sequential'
+"""
+
+import collections
+import dataclasses
+import importlib
+
+import keras
+import tensorflow as tf
+
+from tfopt import _compat
+from tfopt.compat import _layers
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ref:
+    """A tensor of the source graph: output `tensor` of the `node`-th call of the layer named `layer`."""
+
+    layer: str
+    node: int
+    tensor: int
+
+
+def graph_kind(obj):
+    """'Sequential' or 'Functional' for a built-in model of either generation, else None."""
+    kind = type(obj).__name__
+    built_in = type(obj).__module__.split(".")[0] in ("keras", "tf_keras")
+    return kind if built_in and kind in ("Sequential", "Functional") else None
+
+
+def unsupported(model):
+    """`'name' (ClassName)` of every layer of `model`, nested models included, that can't cross."""
+    source = _compat.keras_of(model)
+    names = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if graph_kind(layer):
+            names += unsupported(layer)
+        elif kind not in _layers.LAYERS or type(layer) is not getattr(source.layers, kind, None):
+            names.append(f"'{layer.name}' ({kind})")
+    return names
+
+
+def convert(model, to_legacy):
+    """A new model of the other generation with `model`'s architecture and weights (uncompiled)."""
+    config = model.get_config()
+    sources = {layer.name: layer for layer in model.layers}
+    layers = {}
+    for entry in config["layers"]:
+        name = entry["config"]["name"]
+        source = sources.get(name)
+        layers[name] = convert(source, to_legacy) if graph_kind(source) else _rebuild(entry, to_legacy)
+    target = _keras_module(to_legacy)
+    if graph_kind(model) == "Sequential":
+        new = target.Sequential(list(layers.values()), name=config["name"])
+    else:
+        new = _wire(config, layers, to_legacy)
+    for name, source in sources.items():
+        if not graph_kind(source):
+            layers[name].set_weights(source.get_weights())
+    return new
+
+
+def _keras_module(to_legacy):
+    return importlib.import_module("tf_keras") if to_legacy else keras
+
+
+def _rebuild(entry, to_legacy):
+    class_name, config = entry["class_name"], entry["config"]
+    try:
+        return getattr(_keras_module(to_legacy).layers, class_name).from_config(
+            _layers.translate(class_name, config, to_legacy)
+        )
+    except (TypeError, ValueError) as error:
+        owner, generation = ("to_tf_keras", "tf_keras") if to_legacy else ("to_keras3", "Keras 3")
+        raise ValueError(f"{owner}: layer '{config['name']}' ({class_name}) can't be rebuilt in {generation}: "
+                         f"{error}") from error
+
+
+def _wire(config, layers, to_legacy):
+    """Calls the new layers on each other's outputs as the source config's inbound nodes say."""
+    builtin = {entry["config"]["name"]: _builtin_node(entry, to_legacy) for entry in config["layers"]}
+    read_node = _keras3_node if to_legacy else _legacy_node
+    outputs, queue = {}, collections.deque()
+    for entry in config["layers"]:
+        name = entry["config"]["name"]
+        if entry["class_name"] == "InputLayer":
+            outputs[(name, 0)] = [layers[name].output]
+        for index, node in enumerate(entry["inbound_nodes"]):
+            call = read_node(node)
+            queue.append((name, index, call if to_legacy else _shift(call, builtin)))
+    _call_in_order(queue, layers, outputs)
+    inputs, model_outputs = (
+        _resolve(_shift(_spec(config[key]), builtin), outputs) for key in ("input_layers", "output_layers")
+    )
+    return _keras_module(to_legacy).Model(inputs, model_outputs, name=config["name"])
+
+
+def _builtin_node(entry, to_legacy):
+    """1 if the source config counts a nested model's own input-to-output node before its calls, else 0.
+
+    tf_keras counts it for functional models and Sequential ones that start with an InputLayer, in inbound nodes and
+    in `input_layers`/`output_layers`; Keras 3 for functional models, in `input_layers`/`output_layers` only.
+    """
+    kind = entry["class_name"]
+    if to_legacy:
+        return int(kind == "Functional")
+    starts_with_input = kind == "Sequential" and entry["config"]["layers"][0]["class_name"] == "InputLayer"
+    return int(kind == "Functional" or starts_with_input)
+
+
+def _call_in_order(queue, layers, outputs):
+    """Makes each queued call `(name, node index, (args, kwargs))` once the tensors it reads exist."""
+    waited = 0
+    while queue:
+        if waited > len(queue):
+            raise ValueError(f"Inbound nodes of layers {sorted({name for name, _, _ in queue})} never become ready.")
+        name, index, (args, kwargs) = queue.popleft()
+        if all((ref.layer, ref.node) in outputs for ref in _refs((args, kwargs))):
+            result = layers[name](*_resolve(args, outputs), **_resolve(kwargs, outputs))
+            outputs[(name, index)] = tf.nest.flatten(result)
+            waited = 0
+        else:
+            queue.append((name, index, (args, kwargs)))
+            waited += 1
+
+
+def _keras3_node(node):
+    """(args, kwargs) of a Keras 3 inbound node, with `_Ref`s for the tensors."""
+
+    def read(obj):
+        return _map(obj, lambda tensor: _Ref(*tensor["config"]["keras_history"]), leaf=_is_keras3_tensor)
+
+    # Keras 3 records call arguments left at their defaults, such as `mask=None`, which tf_keras would record too.
+    kwargs = {key: value for key, value in read(node["kwargs"]).items() if value is not None}
+    return read(node["args"]), kwargs
+
+
+def _is_keras3_tensor(obj):
+    return isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__"
+
+
+def _legacy_node(node):
+    """(args, kwargs) of a tf_keras inbound node, with `_Ref`s for the tensors."""
+    refs = [_Ref(layer, index, tensor) for layer, index, tensor, *_ in node]
+    kwargs = node[0][3] if len(node[0]) > 3 else {}
+    return [refs[0] if len(refs) == 1 else refs], kwargs
+
+
+def _map(obj, function, leaf=lambda obj: isinstance(obj, _Ref)):
+    """`obj` with `function` applied to its leaves (`_Ref`s unless told), through lists, tuples and dicts."""
+    if leaf(obj):
+        return function(obj)
+    if isinstance(obj, (list, tuple)):
+        return [_map(item, function, leaf) for item in obj]
+    if isinstance(obj, dict):
+        return {key: _map(value, function, leaf) for key, value in obj.items()}
+    return obj
+
+
+def _refs(obj):
+    found = []
+    _map(obj, found.append)
+    return found
+
+
+def _resolve(obj, outputs):
+    return _map(obj, lambda ref: outputs[(ref.layer, ref.node)][ref.tensor])
+
+
+def _shift(obj, builtin):
+    return _map(obj, lambda ref: _Ref(ref.layer, ref.node - builtin.get(ref.layer, 0), ref.tensor))
+
+
+def _spec(spec):
+    """`_Ref`s for the model inputs or outputs named by `input_layers`/`output_layers`: one, a list or a dict."""
+    if isinstance(spec, (list, tuple)) and len(spec) == 3 and isinstance(spec[0], str):
+        return _Ref(*spec)
+    if isinstance(spec, dict):
+        return {key: _spec(value) for key, value in spec.items()}
+    refs = [_spec(item) for item in spec]
+    return refs[0] if len(refs) == 1 else refs

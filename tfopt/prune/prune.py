@@ -1,0 +1,105 @@
+"""`prune_low_magnitude`: a copy of a model whose chosen layers prune their kernels while it trains."""
+
+from tfopt import _checks, _compat
+from tfopt.prune import _cloning, _layers, masks
+from tfopt.prune.schedules import PruningSchedule
+from tfopt.prune.wrapper import PruneLowMagnitude, pruned_layers
+
+_OWNER = "prune_low_magnitude"
+_LAYERS = "a layer class, a layer name, a function layer -> bool, or a list of them"
+
+
+def _entries(layers):
+    """`layers` as a list of classes, names and predicates."""
+    entries = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+    for entry in entries:
+        valid = isinstance(entry, (type, str)) or callable(entry)
+        _checks.satisfies(_OWNER, "layers", layers, valid, _LAYERS, TypeError)
+    return entries
+
+
+def _matches(layer, entry):
+    if isinstance(entry, type):
+        return isinstance(layer, entry)
+    if isinstance(entry, str):
+        return layer.name == entry
+    return bool(entry(layer))
+
+
+def _select(model, structure, layers):
+    """The layers of `model` to prune: prunable ones picked by `layers`, all of them by default."""
+    _checks.satisfies(_OWNER, "model", model, model.built, "built (give it an `Input` or call it once)")
+    _checks.satisfies(_OWNER, "model", model, not pruned_layers(model), "not pruned yet (strip_pruning it first)")
+    prunable = [layer for layer in _layers.flatten(model) if _layers.kernel_of(layer) is not None]
+    if layers is None:
+        grouped = isinstance(masks.parse(_OWNER, structure), tuple)
+        chosen = [layer for layer in prunable if not grouped or _layers.kernel_of(layer).groupable]
+    else:
+        entries = _entries(layers)
+        missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in prunable}
+        rule = f"names of prunable layers; not one: {sorted(missing)}"
+        _checks.satisfies(_OWNER, "layers", layers, not missing, rule)
+        chosen = [layer for layer in prunable if any(_matches(layer, entry) for entry in entries)]
+    _checks.satisfies(
+        _OWNER, "layers", layers, chosen, f"a choice of at least one prunable layer ({_layers.PRUNABLE}) of the model"
+    )
+    for layer in chosen:
+        masks.check_fits(_OWNER, structure, layer, _layers.kernel_of(layer))
+    return chosen
+
+
+def prune_low_magnitude(model, schedule, structure=None, layers=None):
+    """Returns a copy of `model` whose chosen layers zero their smallest weights as training goes.
+
+    Compile and fit the copy as usual, with `callbacks=[tfopt.prune.UpdatePruningStep()]`; `model` itself is not
+    changed. Then `tfopt.prune.strip_pruning` gives a plain model with the sparse weights.
+
+    A Keras 3 model is pruned by tfopt: each chosen layer is wrapped in a `tfopt.prune.PruneLowMagnitude`, whose
+    mask is recomputed inside the training step at the schedule's update steps, from the current weights:
+
+    ```python
+    structure=None:      zero the schedule.sparsity(step) fraction of the kernel with the smallest |w|
+    structure="channel": zero that fraction of the output filters (units), those with the smallest L2 norm
+    structure="N:M":     zero the N smallest |w| of every M consecutive weights along kernel axis -2, the input
+                         axis: Dense (in, out) groups inputs; Conv (*kernel_size, in, out) groups input channels
+                         at each kernel position and output filter; SeparableConv groups the pointwise inputs.
+                         The fraction is N/M whatever the schedule says: the schedule only decides when the
+                         pattern starts (its first update step) and when it is refreshed.
+    ```
+    The pruned kernel is `kernel` of Dense, Conv1D/2D/3D and DepthwiseConv1D/2D (whose "channel" filters are its
+    (channel, multiplier) pairs) and `pointwise_kernel` of SeparableConv1D/2D (their depthwise kernel holds few
+    weights; tfmot leaves it too). Biases stay dense. A tf_keras model is handed to tfmot.
+
+    Args:
+        model: a Keras 3 Sequential or Functional model (or a tf_keras model, pruned by tfmot).
+        schedule: a `tfopt.prune.ConstantSparsity` or `tfopt.prune.PolynomialDecay`.
+        structure: None (unstructured), "channel" or "N:M" such as "2:4". Defaults to `None`.
+        layers: which layers to prune among the prunable ones: a layer class, a layer name, a function
+            `layer -> bool`, or a list of them (a layer matching any is pruned; each name must name a prunable
+            layer). Defaults to `None`: every prunable layer, except DepthwiseConv1D/2D under "N:M" (a depthwise
+            filter has no input axis to group along; choosing one raises).
+
+    Example:
+
+    >>> import keras, tfopt
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="out")])
+    >>> pruned = tfopt.prune.prune_low_magnitude(model, tfopt.prune.ConstantSparsity(0.5, begin_step=0))
+    >>> [layer.name for layer in pruned.layers]
+    ['prune_low_magnitude_out']
+    """
+    _checks.instance(_OWNER, "schedule", schedule, PruningSchedule, "a ConstantSparsity or PolynomialDecay")
+    masks.parse(_OWNER, structure)
+    if _compat.is_legacy(model):
+        from tfopt.prune import tfmot as _tfmot
+
+        return _tfmot.prune_low_magnitude(model, schedule, structure, layers)
+    _cloning.check_model(_OWNER, model)
+    chosen = {id(layer) for layer in _select(model, structure, layers)}
+
+    def wrap(layer):
+        if id(layer) not in chosen:
+            return None
+        inner = _cloning.copy_layer(layer)
+        return PruneLowMagnitude(inner, schedule, structure), inner, layer.get_weights()
+
+    return _cloning.clone_with(model, wrap)
