@@ -28,6 +28,7 @@ test-fast: install
 bench: install
 	$(PY) benchmarks/lr_callbacks.py
 	$(PY) benchmarks/optimizers.py
+	$(PY) benchmarks/pruning.py
 
 clean:
 	rm -rf $(VENV) tfopt-demo .test-results
