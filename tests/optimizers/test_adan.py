@@ -1,6 +1,5 @@
 import re
 
-import keras
 import numpy as np
 import pytest
 from references import SHAPES, gradient_sequence, initial_values, run_keras_optimizer
@@ -56,28 +55,6 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables():
     optimizer.exclude_from_weight_decay(var_names=["kernel"])
     expected = numpy_adan(gradients, start, 1e-2, weight_decay=0.5, decayed=(True, False, True))
     assert_matches(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
-
-
-CONFIG = dict(learning_rate=0.25, beta_1=0.9, beta_2=0.8, beta_3=0.95, epsilon=1e-6, weight_decay=0.05,
-              use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3, loss_scale_factor=128.0,
-              gradient_accumulation_steps=2, name="adan_custom")  # learning_rate exact in float32
-
-
-@pytest.mark.parametrize("clip", ["clipnorm", "clipvalue", "global_clipnorm"])
-def test_config_round_trip(clip):
-    optimizer = Adan(**CONFIG, **{clip: 1.5})
-    config = optimizer.get_config()
-    assert {key: config[key] for key in CONFIG} == CONFIG and config[clip] == 1.5
-    assert Adan.from_config(config).get_config() == config
-
-
-def test_keras_file_restores_class_and_config(tmp_path, linear_model, regression_data):
-    model = linear_model(Adan(learning_rate=0.05, beta_1=0.9, beta_2=0.8, beta_3=0.95, weight_decay=0.01))
-    model.fit(*regression_data, epochs=1, batch_size=16, verbose=0)
-    model.save(tmp_path / "model.keras")
-    restored = keras.models.load_model(tmp_path / "model.keras")
-    assert type(restored.optimizer) is Adan
-    assert restored.optimizer.get_config() == model.optimizer.get_config()
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 import math
 import re
 
-import keras
 import numpy as np
 import pytest
 from references import SHAPES, gradient_sequence, initial_values, run_keras_optimizer
@@ -65,30 +64,6 @@ def test_warmups_and_weight_decay_match_numpy_reference_and_skip_excluded_variab
     optimizer.exclude_from_weight_decay(var_names=["kernel"])
     expected = numpy_ademamix(gradients, start, **arguments, decayed=(True, False, True))
     assert_matches(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
-
-
-CONFIG = dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, beta_3=0.999, alpha=8.0, alpha_warmup=100,
-              beta_3_warmup=200, epsilon=1e-6, weight_decay=0.05, use_ema=True, ema_momentum=0.9,
-              ema_overwrite_frequency=3, loss_scale_factor=128.0, gradient_accumulation_steps=2,
-              name="ademamix_custom")  # learning_rate exact in float32
-
-
-@pytest.mark.parametrize("clip", ["clipnorm", "clipvalue", "global_clipnorm"])
-def test_config_round_trip(clip):
-    optimizer = AdEMAMix(**CONFIG, **{clip: 1.5})
-    config = optimizer.get_config()
-    assert {key: config[key] for key in CONFIG} == CONFIG and config[clip] == 1.5
-    assert AdEMAMix.from_config(config).get_config() == config
-
-
-def test_keras_file_restores_class_and_config(tmp_path, linear_model, regression_data):
-    model = linear_model(AdEMAMix(learning_rate=0.05, beta_3=0.999, alpha=8.0, alpha_warmup=10, beta_3_warmup=10,
-                                  weight_decay=0.01))
-    model.fit(*regression_data, epochs=1, batch_size=16, verbose=0)
-    model.save(tmp_path / "model.keras")
-    restored = keras.models.load_model(tmp_path / "model.keras")
-    assert type(restored.optimizer) is AdEMAMix
-    assert restored.optimizer.get_config() == model.optimizer.get_config()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Behaviour every tfopt optimizer shares, tested once for all of them: `fit`, `jit_compile`, a 2-replica
+"""Behaviour every tfopt optimizer shares, tested once for all of them: config and `.keras` round trips, `fit`, `jit_compile`, a 2-replica
 MirroredStrategy equal to one device, `LossScaleOptimizer` with mixed_float16, clipping, `exclude_from_weight_decay`,
 the sparse gradients of an `Embedding`, and a `.keras` save/load mid-training whose next steps equal an
 uninterrupted run."""
@@ -26,6 +26,46 @@ OPTIMIZERS = {
     "Lookahead": (lambda **kw: topt.Lookahead(keras.optimizers.Adam(1e-2, **kw), sync_period=3), True),
     "GradientCentralization": (lambda **kw: topt.GradientCentralization(keras.optimizers.SGD(1e-2, momentum=0.9, **kw)), True),
 }
+
+
+BASE = dict(use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3, loss_scale_factor=4.0,
+            gradient_accumulation_steps=2)
+# name -> a non-default value for every argument of each optimizer (learning rates exact in float32)
+NON_DEFAULT = {
+    "RAdam": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-6, decoupled_weight_decay=True,
+                  weight_decay=0.05),
+    "AdaBelief": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-12, rectify=False,
+                      degenerated_to_sgd=False, weight_decay=0.05),
+    "Adan": dict(learning_rate=0.25, beta_1=0.9, beta_2=0.8, beta_3=0.95, epsilon=1e-6, weight_decay=0.05),
+    "AdEMAMix": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, beta_3=0.999, alpha=8.0, alpha_warmup=100,
+                     beta_3_warmup=200, epsilon=1e-6, weight_decay=0.05),
+    "Yogi": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, initial_accumulator_value=1e-3,
+                 weight_decay=0.01),
+    "NovoGrad": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, grad_averaging=True, amsgrad=True,
+                     weight_decay=0.01),
+    "LARS": dict(learning_rate=0.25, momentum=0.8, eta=0.02, epsilon=1e-4, nesterov=True, exclude_rank_1=False,
+                 weight_decay=0.01),
+    "Prodigy": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, beta_3=0.9, epsilon=1e-6, d0=1e-4, d_coef=0.5,
+                    growth_rate=1.02, bias_correction=True, safeguard_warmup=True, weight_decay=0.01),
+    "LazyAdam": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, amsgrad=True, weight_decay=0.01),
+}
+
+
+@pytest.mark.parametrize("clip", ["clipnorm", "clipvalue", "global_clipnorm"])
+@pytest.mark.parametrize("name", list(NON_DEFAULT))
+def test_config_round_trip_and_keras_file(name, clip, tmp_path):
+    arguments = {**NON_DEFAULT[name], **BASE, clip: 1.5, "name": f"custom_{name.lower()}"}
+    cls = getattr(topt, name)
+    config = cls(**arguments).get_config()
+    assert {key: config[key] for key in arguments} == arguments
+    assert cls.from_config(config).get_config() == config
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(cls(**arguments), "mse")
+    model.optimizer.build(model.trainable_variables)
+    model.save(tmp_path / "model.keras")
+    restored = keras.models.load_model(tmp_path / "model.keras")
+    assert type(restored.optimizer) is cls
+    assert restored.optimizer.get_config() == config
 
 
 @pytest.fixture(params=list(OPTIMIZERS), ids=list(OPTIMIZERS))

@@ -72,23 +72,6 @@ def test_exclude_from_layer_adaptation():
     assert_close(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
 
 
-def test_config_round_trip_and_keras_file(tmp_path):
-    arguments = dict(learning_rate=0.25, momentum=0.8, eta=0.02, epsilon=1e-4, nesterov=True, exclude_rank_1=False,
-                     weight_decay=0.01, clipnorm=1.0, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3,
-                     loss_scale_factor=4.0, gradient_accumulation_steps=2, name="custom_lars")
-    config = LARS(**arguments).get_config()
-    assert {key: config[key] for key in arguments} == arguments
-    assert LARS.from_config(config).get_config() == config
-
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(LARS(**arguments), "mse")
-    model.optimizer.build(model.trainable_variables)
-    model.save(tmp_path / "model.keras")
-    restored = keras.models.load_model(tmp_path / "model.keras")
-    assert type(restored.optimizer) is LARS
-    assert restored.optimizer.get_config() == config
-
-
 @pytest.mark.parametrize(
     "arguments, message",
     [

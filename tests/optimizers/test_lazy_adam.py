@@ -81,23 +81,6 @@ def test_exclude_from_weight_decay_leaves_the_named_variable_undecayed():
     np.testing.assert_allclose(result, numpy_lazy_adam(gradients, initial), rtol=1e-5, atol=1e-6)
 
 
-def test_config_round_trip_and_keras_file(tmp_path):
-    arguments = dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, amsgrad=True, weight_decay=0.01,
-                     clipnorm=1.0, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3, loss_scale_factor=4.0,
-                     gradient_accumulation_steps=2, name="custom_lazy_adam")
-    config = LazyAdam(**arguments).get_config()
-    assert {key: config[key] for key in arguments} == arguments
-    assert LazyAdam.from_config(config).get_config() == config
-
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(LazyAdam(**arguments), "mse")
-    model.optimizer.build(model.trainable_variables)
-    model.save(tmp_path / "model.keras")
-    restored = keras.models.load_model(tmp_path / "model.keras")
-    assert type(restored.optimizer) is LazyAdam
-    assert restored.optimizer.get_config() == config
-
-
 @pytest.mark.parametrize(
     "arguments, message",
     [

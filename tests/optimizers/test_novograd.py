@@ -66,23 +66,6 @@ def test_second_moment_is_one_scalar_per_variable():
     assert shapes.count(()) == 2 + 2 * len(SHAPES)  # iteration, learning rate, v and v_max of each variable
 
 
-def test_config_round_trip_and_keras_file(tmp_path):
-    arguments = dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, grad_averaging=True, amsgrad=True,
-                     weight_decay=0.01, clipnorm=1.0, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3,
-                     loss_scale_factor=4.0, gradient_accumulation_steps=2, name="custom_novograd")
-    config = NovoGrad(**arguments).get_config()
-    assert {key: config[key] for key in arguments} == arguments
-    assert NovoGrad.from_config(config).get_config() == config
-
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(NovoGrad(**arguments), "mse")
-    model.optimizer.build(model.trainable_variables)
-    model.save(tmp_path / "model.keras")
-    restored = keras.models.load_model(tmp_path / "model.keras")
-    assert type(restored.optimizer) is NovoGrad
-    assert restored.optimizer.get_config() == config
-
-
 @pytest.mark.parametrize(
     "arguments, message",
     [

@@ -88,24 +88,6 @@ def test_exclude_from_weight_decay_leaves_the_named_variable_undecayed():
     assert_close(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
 
 
-def test_config_round_trip_and_keras_file(tmp_path):
-    arguments = dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, beta_3=0.9, epsilon=1e-6, d0=1e-4, d_coef=0.5,
-                     growth_rate=1.02, bias_correction=True, safeguard_warmup=True, weight_decay=0.01,
-                     clipnorm=1.0, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3, loss_scale_factor=4.0,
-                     gradient_accumulation_steps=2, name="custom_prodigy")
-    config = Prodigy(**arguments).get_config()
-    assert {key: config[key] for key in arguments} == arguments
-    assert Prodigy.from_config(config).get_config() == config
-
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(Prodigy(**arguments), "mse")
-    model.optimizer.build(model.trainable_variables)
-    model.save(tmp_path / "model.keras")
-    restored = keras.models.load_model(tmp_path / "model.keras")
-    assert type(restored.optimizer) is Prodigy
-    assert restored.optimizer.get_config() == config
-
-
 def test_fit_lowers_the_loss_and_a_keras_file_resumes_identically(linear_model, regression_data, tmp_path):
     x, y = regression_data
     model = linear_model(Prodigy())

@@ -1,7 +1,6 @@
 import math
 import re
 
-import keras
 import numpy as np
 import pytest
 from references import SHAPES, gradient_sequence, initial_values, run_keras_optimizer
@@ -66,29 +65,6 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables(decou
     expected, _ = numpy_radam(gradients, start, **HYPER[1], weight_decay=0.1, decoupled_weight_decay=decoupled,
                               decayed=(True, False, True))
     assert_matches(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
-
-
-CONFIG = dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-6, decoupled_weight_decay=True,
-              weight_decay=0.05, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3, loss_scale_factor=128.0,
-              gradient_accumulation_steps=2, name="radam_custom")  # learning_rate exact in float32
-
-
-@pytest.mark.parametrize("clip", ["clipnorm", "clipvalue", "global_clipnorm"])
-def test_config_round_trip(clip):
-    optimizer = RAdam(**CONFIG, **{clip: 1.5})
-    config = optimizer.get_config()
-    assert {key: config[key] for key in CONFIG} == CONFIG and config[clip] == 1.5
-    assert RAdam.from_config(config).get_config() == config
-
-
-def test_keras_file_restores_class_and_config(tmp_path, linear_model, regression_data):
-    model = linear_model(RAdam(learning_rate=0.05, beta_1=0.8, beta_2=0.99, decoupled_weight_decay=True,
-                               weight_decay=0.01))
-    model.fit(*regression_data, epochs=1, batch_size=16, verbose=0)
-    model.save(tmp_path / "model.keras")
-    restored = keras.models.load_model(tmp_path / "model.keras")
-    assert type(restored.optimizer) is RAdam
-    assert restored.optimizer.get_config() == model.optimizer.get_config()
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,5 @@
 import re
 
-import keras
 import numpy as np
 import pytest
 from references import SHAPES, gradient_sequence, initial_values, run_keras_optimizer
@@ -50,23 +49,6 @@ def test_exclude_from_weight_decay_leaves_the_named_variable_undecayed():
     optimizer.exclude_from_weight_decay(var_names=["conv_kernel"])
     expected = numpy_yogi(gradients, start, weight_decay=0.05, decayed=(True, True, False))
     assert_close(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
-
-
-def test_config_round_trip_and_keras_file(tmp_path):
-    arguments = dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, initial_accumulator_value=1e-3,
-                     weight_decay=0.01, clipnorm=1.0, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3,
-                     loss_scale_factor=4.0, gradient_accumulation_steps=2, name="custom_yogi")
-    config = Yogi(**arguments).get_config()
-    assert {key: config[key] for key in arguments} == arguments
-    assert Yogi.from_config(config).get_config() == config
-
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(Yogi(**arguments), "mse")
-    model.optimizer.build(model.trainable_variables)
-    model.save(tmp_path / "model.keras")
-    restored = keras.models.load_model(tmp_path / "model.keras")
-    assert type(restored.optimizer) is Yogi
-    assert restored.optimizer.get_config() == config
 
 
 @pytest.mark.parametrize(
