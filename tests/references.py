@@ -129,3 +129,20 @@ def numpy_centralize(gradient):
     if gradient.ndim > 1:
         gradient = gradient - gradient.mean(axis=tuple(range(gradient.ndim - 1)), keepdims=True)
     return gradient
+
+
+def numpy_symmetric(kernel, axis, bits=8):
+    """Round to the levels -L..L of a symmetric range [-a, a], a = max |kernel| per channel, L = 2**(bits-1) - 1."""
+    levels = 2 ** (bits - 1) - 1
+    reduce = tuple(a for a in range(kernel.ndim) if axis is None or a != axis % kernel.ndim)
+    step = np.max(np.abs(kernel), axis=reduce, keepdims=True) / levels
+    return np.round(kernel / step) * step
+
+
+def numpy_asymmetric(x, low, high, bits=8):
+    """TensorFlow's fake quantization: the range nudged so that 0 is a level, then rounded to 2**bits levels."""
+    levels = 2**bits - 1
+    scale = (high - low) / levels
+    zero_point = np.round(-low / scale)
+    low, high = -zero_point * scale, (levels - zero_point) * scale
+    return np.round((np.clip(x, low, high) - low) / scale) * scale + low

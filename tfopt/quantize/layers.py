@@ -1,0 +1,203 @@
+"""The layers `quantize_model` puts in a Keras 3 model: a fused, fake-quantized Conv/Dense, and an output quantizer.
+
+Both are public for `isinstance` checks and for loading saved models; build models with
+`tfopt.quantize.quantize_model`, which chooses them.
+"""
+
+import keras
+from keras import ops
+
+from tfopt import _checks
+from tfopt.prune.wrapper import _keep_masked
+from tfopt.quantize import schemes
+from tfopt.quantize.quantizers import QuantizeActivation, fake_quant_weights
+
+FOLDABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+FUSABLE_ACTIVATIONS = ("relu", "relu6")
+_ACTIVATIONS = {"linear": None, "relu": ops.relu, "relu6": ops.relu6}
+_OWNER = "QuantizeConvolution"
+
+
+def _per_channel_axis(layer):
+    """The kernel axis of the output channels (None: Dense is quantized per tensor; TFLite needs it so)."""
+    if isinstance(layer, keras.layers.Dense):
+        return None
+    return -2 if isinstance(layer, keras.layers.DepthwiseConv2D) else -1
+
+
+def _channel_scale(layer, scale):
+    """The per-output-channel `scale` shaped to multiply the layer's kernel (depthwise: (in, multiplier))."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return ops.reshape(scale, (-1, layer.depth_multiplier))
+    return scale
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizeConvolution(keras.layers.Wrapper):
+    """A Conv1D/Conv2D/DepthwiseConv2D/Dense with its BatchNormalization folded in, its kernel fake-quantized and its
+    ReLU/ReLU6 fused, so that TFLite runs the three as one int8 (or 16x8) kernel.
+
+    ```python
+    s = gamma / sqrt(moving_variance + epsilon)                # 1 without a batch_norm
+    kernel = fake_quant_weights(layer.kernel * s)              # per output channel; per tensor for Dense
+    bias = beta + (layer.bias - moving_mean) * s
+    y = activation(op(x, kernel) + bias)                       # op: the layer's convolution or matmul
+    y = output_quantizer(y)                                    # moving-average range (QuantizeActivation)
+    ```
+    The batch norm uses its moving statistics in training too: QAT fine-tunes a trained model with the statistics
+    frozen (the converter folds the same numbers), while gamma and beta keep training. An activation that can't be
+    fused (softmax, say) is applied after a quantizer of its own input.
+
+    With `preserve_sparsity=True` the kernel's zeros when this layer is built from a pruned model stay exactly zero
+    through training (a `sparsity_mask` is kept like a pruning mask), so the int8 kernel keeps them.
+
+    Args:
+        layer: a Keras 3 Conv1D, Conv2D, DepthwiseConv2D or Dense (channels_last, groups=1).
+        batch_norm: the BatchNormalization that follows it, or None. Defaults to `None`.
+        activation: the activation applied last, by name ("relu", "relu6", "softmax", ...), or None for the
+            layer's own. Defaults to `None`.
+        scheme: "int8" or "16x8". Defaults to `"int8"`.
+        preserve_sparsity: keep the kernel's zeros. Defaults to `False`.
+        **kwargs: base layer keywords; `name` defaults to `"quantize_" + layer.name`.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from tfopt.quantize import QuantizeConvolution
+    >>> layer = QuantizeConvolution(keras.layers.Dense(3), activation="relu")
+    >>> layer(np.ones((2, 4), "float32"), training=True).shape
+    (2, 3)
+    """
+
+    def __init__(self, layer, batch_norm=None, activation=None, scheme="int8", preserve_sparsity=False, **kwargs):
+        _checks.instance(_OWNER, "layer", layer, FOLDABLE, "a Keras 3 Conv1D, Conv2D, DepthwiseConv2D or Dense")
+        valid = getattr(layer, "data_format", "channels_last") == "channels_last" and getattr(layer, "groups", 1) == 1
+        _checks.satisfies(_OWNER, "layer", layer, valid, "channels_last with groups=1")
+        kwargs.setdefault("name", f"quantize_{layer.name}")
+        super().__init__(layer, autocast=False, **kwargs)
+        if isinstance(batch_norm, dict):
+            batch_norm = keras.saving.deserialize_keras_object(batch_norm)
+        if batch_norm is not None:
+            _checks.instance(_OWNER, "batch_norm", batch_norm, keras.layers.BatchNormalization, "a BatchNormalization")
+        self.batch_norm = batch_norm
+        self.activation = activation or keras.activations.serialize(layer.activation)
+        self.scheme = scheme
+        self.preserve_sparsity = preserve_sparsity
+        scheme_spec = schemes.get(_OWNER, scheme)
+        self._weight_bits = scheme_spec.weight_bits
+        self._fused = self.activation in FUSABLE_ACTIVATIONS or self.activation == "linear"
+        self.output_quantizer = QuantizeActivation(scheme, name="output_quantizer")
+        self.pre_activation_quantizer = None if self._fused else QuantizeActivation(scheme, name="pre_activation")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        kernel = self.layer.kernel
+        output_shape = self.layer.compute_output_shape(input_shape)
+        self._channels = output_shape[-1]
+        if self.batch_norm is not None:
+            last_axis = self.batch_norm.axis % len(output_shape) == len(output_shape) - 1
+            _checks.satisfies(_OWNER, "batch_norm", self.batch_norm, last_axis, "a BatchNormalization over the last axis")
+            if not self.batch_norm.built:
+                self.batch_norm.build(output_shape)
+        self.sparsity_mask = None
+        if self.preserve_sparsity:
+            self.sparsity_mask = self.add_weight(
+                name="sparsity_mask", shape=kernel.shape, initializer="ones", dtype=kernel.dtype, trainable=False
+            )
+            kernel.constraint = _keep_masked(self.sparsity_mask, kernel.constraint)
+        self.output_quantizer.build(output_shape)
+        if self.pre_activation_quantizer is not None:
+            self.pre_activation_quantizer.build(output_shape)
+
+    def keep_current_zeros(self):
+        """Sets `sparsity_mask` from the kernel's current zeros (`quantize_model` calls it once weights are in)."""
+        self.sparsity_mask.assign(ops.cast(ops.not_equal(self.layer.kernel, 0.0), self.sparsity_mask.dtype))
+
+    def folded_weights(self):
+        """(kernel, bias) with the batch norm folded in, before fake quantization."""
+        layer, kernel = self.layer, self.layer.kernel
+        if self.sparsity_mask is not None:
+            kernel = kernel * self.sparsity_mask
+        bias = layer.bias if layer.use_bias else ops.zeros((self._channels,), kernel.dtype)
+        norm = self.batch_norm
+        if norm is None:
+            return kernel, bias
+        scale = ops.rsqrt(norm.moving_variance + norm.epsilon)
+        if norm.scale:
+            scale = scale * norm.gamma
+        bias = (bias - norm.moving_mean) * scale
+        if norm.center:
+            bias = bias + norm.beta
+        return kernel * _channel_scale(layer, scale), bias
+
+    def _linear(self, inputs, kernel):
+        layer = self.layer
+        if isinstance(layer, keras.layers.Dense):
+            return ops.matmul(inputs, kernel)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            return ops.depthwise_conv(
+                inputs, kernel, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate
+            )
+        return layer.convolution_op(inputs, kernel)
+
+    def call(self, inputs, training=None):
+        kernel, bias = self.folded_weights()
+        kernel = fake_quant_weights(kernel, _per_channel_axis(self.layer), self._weight_bits)
+        outputs = self._linear(ops.cast(inputs, kernel.dtype), kernel) + bias
+        if self.pre_activation_quantizer is not None:
+            outputs = self.pre_activation_quantizer(outputs, training=training)
+        activation = _ACTIVATIONS.get(self.activation) if self._fused else keras.activations.get(self.activation)
+        if activation is not None:
+            outputs = activation(outputs)
+        return self.output_quantizer(outputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        batch_norm = None if self.batch_norm is None else keras.saving.serialize_keras_object(self.batch_norm)
+        return {
+            **super().get_config(),
+            "batch_norm": batch_norm,
+            "activation": self.activation,
+            "scheme": self.scheme,
+            "preserve_sparsity": self.preserve_sparsity,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizeOutputs(keras.layers.Wrapper):
+    """Runs a layer as it is and fake-quantizes its output: Add, Concatenate, average pooling, a standalone
+    activation, or a layer the user keeps in float with `quantize_model(skip=...)` (TFLite then dequantizes its
+    input and quantizes its output).
+
+    Args:
+        layer: the Keras 3 layer to run.
+        scheme: "int8" or "16x8". Defaults to `"int8"`.
+        **kwargs: base layer keywords; `name` defaults to `"quantize_" + layer.name`.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from tfopt.quantize import QuantizeOutputs
+    >>> add = QuantizeOutputs(keras.layers.Add())
+    >>> add([np.ones((1, 2), "float32"), np.ones((1, 2), "float32")], training=True).shape
+    (1, 2)
+    """
+
+    def __init__(self, layer, scheme="int8", **kwargs):
+        kwargs.setdefault("name", f"quantize_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.scheme = scheme
+        self.output_quantizer = QuantizeActivation(scheme, name="output_quantizer")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.output_quantizer.build(self.layer.compute_output_shape(input_shape))
+
+    def call(self, inputs, training=None):
+        return self.output_quantizer(self.layer(inputs, training=training), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "scheme": self.scheme}

@@ -1,0 +1,175 @@
+"""`quantize_model`: a copy of a model that trains with its weights and activations fake-quantized (QAT)."""
+
+import keras
+
+from tfopt import _checks, _compat
+from tfopt.prune import _cloning
+from tfopt.prune.wrapper import pruned_layers
+from tfopt.quantize import _graph, schemes
+from tfopt.quantize.layers import FOLDABLE, FUSABLE_ACTIVATIONS, QuantizeConvolution, QuantizeOutputs
+from tfopt.quantize.quantizers import QuantizeActivation
+
+_OWNER = "quantize_model"
+_L = keras.layers
+PASS_THROUGH = (  # int8 in, int8 out with the same scale: nothing to quantize
+    _L.MaxPooling1D, _L.MaxPooling2D, _L.GlobalMaxPooling1D, _L.GlobalMaxPooling2D, _L.Flatten, _L.Reshape,
+    _L.Dropout, _L.SpatialDropout1D, _L.SpatialDropout2D, _L.ZeroPadding1D, _L.ZeroPadding2D, _L.Cropping1D,
+    _L.Cropping2D, _L.Identity, _L.Permute, _L.GaussianNoise, _L.ActivityRegularization,
+)
+OUTPUT_QUANTIZED = (  # a new range for their outputs
+    _L.Add, _L.Subtract, _L.Multiply, _L.Average, _L.Maximum, _L.Minimum, _L.Concatenate, _L.AveragePooling1D,
+    _L.AveragePooling2D, _L.GlobalAveragePooling1D, _L.GlobalAveragePooling2D, _L.ReLU, _L.Activation, _L.Softmax,
+    _L.LeakyReLU, _L.BatchNormalization, _L.UpSampling2D, _L.Rescaling,
+)
+_SUPPORTED = ", ".join(cls.__name__ for cls in FOLDABLE + OUTPUT_QUANTIZED + PASS_THROUGH)
+
+
+def _activation_name(layer):
+    """'relu' or 'relu6' if `layer` is a ReLU/ReLU6 (as a ReLU or Activation layer), else None."""
+    if isinstance(layer, _L.ReLU):
+        plain = layer.negative_slope == 0 and layer.threshold == 0
+        return {None: "relu", 6.0: "relu6"}.get(layer.max_value) if plain else None
+    if isinstance(layer, _L.Activation):
+        name = keras.activations.serialize(layer.activation)
+        return name if name in FUSABLE_ACTIVATIONS else None
+    return None
+
+
+def _fusion(graph, head):
+    """(batch norm, activation, absorbed layers) of the Conv/Dense `head`: what follows it alone and folds into it."""
+    absorbed, batch_norm, activation = [], None, None
+    own = keras.activations.serialize(head.activation)
+    last = head
+    follower = graph.sole_reader(last)
+    if own == "linear" and isinstance(follower, _L.BatchNormalization) and graph.call_count(follower) == 1:
+        batch_norm, last = follower, follower
+        absorbed.append(follower)
+        follower = graph.sole_reader(last)
+    if own == "linear" and _activation_name(follower) and graph.call_count(follower) == 1:
+        activation = _activation_name(follower)
+        absorbed.append(follower)
+    return batch_norm, activation, absorbed
+
+
+def _skipped(layer, skip):
+    return any(layer.name == entry if isinstance(entry, str) else isinstance(layer, entry) for entry in skip)
+
+
+def _check_skip(skip):
+    skip = list(skip or [])
+    for entry in skip:
+        valid = isinstance(entry, str) or (isinstance(entry, type) and issubclass(entry, _L.Layer))
+        _checks.satisfies(_OWNER, "skip", skip, valid, "a list of layer names and layer classes", TypeError)
+    return skip
+
+
+def _check_model(model):
+    _cloning.check_model(_OWNER, model)
+    _checks.satisfies(_OWNER, "model", model, model.built, "built (give it an `Input` or call it once)")
+    pruned = [layer.name for layer in pruned_layers(model)]
+    _checks.satisfies(_OWNER, "model", model, not pruned,
+                      f"free of pruning wrappers (strip_pruning it first; wrapped: {pruned})")
+
+
+class _Rebuilder:
+    """The `clone_model` call function that puts quantized layers in place of the model's own."""
+
+    def __init__(self, graph, scheme, skip, preserve_sparsity):
+        self.scheme, self.skip, self.preserve_sparsity = scheme, skip, preserve_sparsity
+        self.fusions, self.absorbed = {}, set()
+        for layer, _ in graph.calls:
+            if isinstance(layer, FOLDABLE) and not _skipped(layer, skip) and graph.call_count(layer) == 1:
+                self.fusions[id(layer)] = _fusion(graph, layer)
+                self.absorbed.update(id(member) for member in self.fusions[id(layer)][2])
+        self.fills, self.quantized_inputs, self.produced = [], {}, set()
+
+    def _copy(self, layer):
+        duplicate = _cloning.copy_layer(layer)
+        self.fills.append((duplicate, layer.get_weights()))
+        return duplicate
+
+    def _quantize_input(self, tensor):
+        if id(tensor) not in self.quantized_inputs:
+            name = f"quantize_{tensor.name}" if tensor.name else None
+            self.quantized_inputs[id(tensor)] = QuantizeActivation(self.scheme, name=name)(tensor)
+        return self.quantized_inputs[id(tensor)]
+
+    def _layer_for(self, layer):
+        if isinstance(layer, keras.Model):
+            raise ValueError(f"{_OWNER}: nested model '{layer.name}' can't be quantized in place: quantize it on "
+                             "its own, or build the outer model from its layers.")
+        if id(layer) in self.fusions:
+            batch_norm, activation, _ = self.fusions[id(layer)]
+            norm = None if batch_norm is None else self._copy(batch_norm)
+            return QuantizeConvolution(self._copy(layer), norm, activation, self.scheme, self.preserve_sparsity)
+        if isinstance(layer, PASS_THROUGH):
+            return self._copy(layer)
+        if isinstance(layer, OUTPUT_QUANTIZED) or _skipped(layer, self.skip):
+            return QuantizeOutputs(self._copy(layer), self.scheme)
+        raise ValueError(
+            f"{_OWNER}: layer '{layer.name}' ({type(layer).__name__}) can't be quantized. Pass "
+            f"`skip=['{layer.name}']` to keep it in float, or use the layers quantize_model supports: {_SUPPORTED}."
+        )
+
+    def __call__(self, layer, *args, **kwargs):
+        if id(layer) in self.absorbed:
+            return args[0]
+        args = keras.tree.map_structure(
+            lambda t: self._quantize_input(t) if isinstance(t, keras.KerasTensor) and id(t) not in self.produced
+            else t, args,
+        )
+        outputs = self._layer_for(layer)(*args, **kwargs)
+        self.produced.update(id(t) for t in keras.tree.flatten(outputs))
+        return outputs
+
+
+def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
+    """Returns a copy of `model` that trains with fake-quantized weights and activations (quantization-aware
+    training), ready for `tfopt.export.to_tflite(quantized, "int8")` to turn into integer kernels.
+
+    Compile and fit the copy as usual (a few epochs at a low learning rate usually recover float accuracy); `model`
+    is not changed. For a Keras 3 model, tfopt rewrites the layer graph:
+
+    ```python
+    Conv/DepthwiseConv2D/Dense [-> BatchNormalization] [-> ReLU/ReLU6]   -> one QuantizeConvolution (BN folded,
+                                                                            kernel int8, ReLU fused)
+    Add, Concatenate, average pooling, other activations, unfused BN    -> QuantizeOutputs (output range learned)
+    max pooling, Flatten, Reshape, Dropout, padding, cropping           -> unchanged (same range in and out)
+    each model input                                                    -> a QuantizeActivation first
+    ```
+    A tf_keras model is handed to tfmot's `quantize_model` (scheme "int8" only).
+
+    Args:
+        model: a Keras 3 Sequential or Functional model (or a tf_keras model, quantized by tfmot).
+        scheme: "int8" (int8 weights and activations) or "16x8" (int8 weights, int16 activations: TFLite's 16x8
+            mode, for models whose activations need more than 8 bits). Defaults to `"int8"`.
+        skip: names and classes of layers to keep in float (their output is still quantized for the next layer);
+            a layer quantize_model doesn't support must be listed here. Defaults to `None`.
+        preserve_sparsity: keep the zeros of a pruned (and stripped) model's kernels exactly zero through QAT.
+            Defaults to `False`.
+
+    Example:
+    >>> import keras, tfopt
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="out")])
+    >>> quantized = tfopt.quantize.quantize_model(model)
+    >>> [layer.name for layer in quantized.layers]
+    ['input_layer', 'quantize_input_layer', 'quantize_out']
+    """
+    scheme_spec = schemes.get(_OWNER, scheme)
+    skip = _check_skip(skip)
+    _checks.instance(_OWNER, "preserve_sparsity", preserve_sparsity, bool, "True or False")
+    if _compat.is_legacy(model):
+        from tfopt.quantize import tfmot as _tfmot
+
+        return _tfmot.quantize_model(model, scheme_spec, skip, preserve_sparsity)
+    _check_model(model)
+    functional = _graph.as_functional(model)
+    rebuild = _Rebuilder(_graph.trace(functional), scheme, skip, preserve_sparsity)
+    quantized = keras.models.clone_model(functional, clone_function=lambda layer: layer, call_function=rebuild)
+    for target, weights in rebuild.fills:
+        target.set_weights(weights)
+    if preserve_sparsity:
+        for layer in quantized.layers:
+            if isinstance(layer, QuantizeConvolution):
+                layer.keep_current_zeros()
+    return quantized

@@ -1,0 +1,112 @@
+"""Fake quantization of weights and activations, in the TensorFlow ops the TFLite converter turns into int kernels.
+
+`keras.quantizers.fake_quant_with_min_max_vars` lowers to `tf.quantization.fake_quant_with_min_max_vars(_per_channel)`
+on the TensorFlow backend; the converter reads the ranges of those ops as the int8/int16 quantization parameters.
+Both pass gradients straight through inside the range (the straight-through estimator).
+"""
+
+import keras
+from keras import ops
+
+from tfopt.quantize import schemes
+
+_TINY = 1e-8  # keeps a range of all-zero weights or activations from being empty
+
+
+def fake_quant_weights(kernel, axis=None, bits=8):
+    """`kernel` rounded to `bits`-bit symmetric levels (zero point 0, narrow range), per channel along `axis`.
+
+    ```python
+    a = max(|kernel|)                      # over everything but `axis`; treated as a constant for gradients
+    kernel_q = round(kernel / s) * s       # s = a / (2 ** (bits - 1) - 1); levels -127..127 for 8 bits
+    ```
+
+    Args:
+        kernel: the (folded) kernel.
+        axis: the output-channel axis for per-channel ranges, or None for one range. Defaults to `None`.
+        bits: the weight bit width. Defaults to `8`.
+
+    Example:
+    >>> import numpy as np
+    >>> from tfopt.quantize.quantizers import fake_quant_weights
+    >>> np.asarray(fake_quant_weights(np.array([1.0, -0.5, 0.004], "float32"))).round(4).tolist()
+    [1.0, -0.5, 0.0]
+    """
+    reduce_axes = None if axis is None else [a for a in range(len(kernel.shape)) if a != axis % len(kernel.shape)]
+    bound = ops.maximum(ops.stop_gradient(ops.max(ops.abs(kernel), axis=reduce_axes)), _TINY)
+    return keras.quantizers.fake_quant_with_min_max_vars(
+        kernel, -bound, bound, num_bits=bits, narrow_range=True, axis=axis
+    )
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizeActivation(keras.layers.Layer):
+    """Fake-quantizes a tensor to the range it takes in training, tracked by a moving average.
+
+    ```python
+    if training:                                       # per batch
+        low, high = min(min(x), 0), max(max(x), 0)     # the range always holds 0 (it must be exact)
+        min_var = low if first batch else decay * min_var + (1 - decay) * low
+        max_var = ... the same with high
+    x = fake_quant(x, min_var, max_var, bits)          # int8: asymmetric; 16x8: [-a, a], a = max(|min|, |max|)
+    ```
+
+    The variables are saved with the model; the TFLite converter reads them as the tensor's quantization range.
+
+    Args:
+        scheme: "int8" or "16x8" (see `tfopt.quantize.quantize_model`). Defaults to `"int8"`.
+        decay: the moving average's decay per batch. Defaults to `0.99`.
+        **kwargs: base layer keywords.
+
+    Example:
+    >>> import numpy as np
+    >>> from tfopt.quantize import QuantizeActivation
+    >>> quantizer = QuantizeActivation()
+    >>> _ = quantizer(np.array([[0.0, 1.0, 2.0]], "float32"), training=True)
+    >>> float(quantizer.max_value.numpy())
+    2.0
+    """
+
+    def __init__(self, scheme="int8", decay=0.99, **kwargs):
+        super().__init__(**kwargs)
+        self.scheme = scheme
+        self._scheme = schemes.get(type(self).__name__, scheme)
+        self.decay = decay
+
+    def build(self, input_shape=None):
+        def state(name):
+            return self.add_weight(
+                name=name, shape=(), initializer="zeros", dtype="float32", trainable=False, aggregation="mean"
+            )
+
+        self.min_value = state("min_value")
+        self.max_value = state("max_value")
+        self.batches_seen = state("batches_seen")
+
+    def _track(self, inputs):
+        inputs = ops.cast(inputs, "float32")
+        low = ops.minimum(ops.min(inputs), 0.0)
+        high = ops.maximum(ops.max(inputs), 0.0)
+        first = ops.equal(self.batches_seen, 0.0)
+        self.min_value.assign(ops.where(first, low, self.decay * self.min_value + (1.0 - self.decay) * low))
+        self.max_value.assign(ops.where(first, high, self.decay * self.max_value + (1.0 - self.decay) * high))
+        self.batches_seen.assign(self.batches_seen + 1.0)
+
+    def call(self, inputs, training=None):
+        if training:
+            self._track(inputs)
+        low, high = self.min_value, self.max_value
+        if self._scheme.symmetric_activations:
+            high = ops.maximum(ops.maximum(-low, high), _TINY)
+            low = -high
+        else:
+            high = ops.maximum(high, low + _TINY)
+        return keras.quantizers.fake_quant_with_min_max_vars(
+            inputs, low, high, num_bits=self._scheme.activation_bits, narrow_range=self._scheme.symmetric_activations
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scheme": self.scheme, "decay": self.decay}
