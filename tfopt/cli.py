@@ -1,11 +1,15 @@
-"""The `tfopt` command line: `tfopt demo` runs the main job end to end.
+"""The `tfopt` command line: `tfopt demo` runs the main job end to end; `export`, `inspect`, `evaluate` and `bench`
+work on .keras and .tflite files (tfopt/export/cli.py).
 
 Example:
     tfopt demo --out tfopt-demo
+    tfopt export model.keras --quantization int8 --calibration train.npz -o model.tflite
 """
 
 import argparse
 import sys
+
+from tfopt.export import cli as export_cli
 
 
 def _demo(args):
@@ -22,6 +26,7 @@ def build_parser():
     demo.add_argument("--out", default="tfopt-demo", help="folder for the figures (default: ./tfopt-demo)")
     demo.add_argument("--quick", action="store_true", help="a short run for smoke tests")
     demo.set_defaults(handler=_demo)
+    export_cli.register(commands)
     return parser
 
 

@@ -123,6 +123,58 @@ def test_only_the_chosen_layers_are_pruned():
     assert sparsity == {"conv": 0.0, "pointwise": 0.0, "hidden": 0.5, "logits": 0.5}
 
 
+def _depthwise_model():
+    """Conv2D, DepthwiseConv2D, a nested Sequential holding a SeparableConv2D, and Dense."""
+    layers = tf_keras.layers
+    block = tf_keras.Sequential([tf_keras.Input((4, 4, 8)), layers.SeparableConv2D(8, 3, name="separable")])
+    return tf_keras.Sequential([
+        tf_keras.Input((6, 6, 4)),
+        layers.Conv2D(8, 3, padding="same", name="conv"),
+        layers.DepthwiseConv2D(3, name="depthwise"),
+        block,
+        layers.Flatten(),
+        layers.Dense(4, name="logits"),
+    ])
+
+
+DEFAULT_KERNELS = {  # what layers=None prunes in Keras 3 too: not the separable convolution's depthwise kernel
+    "conv/kernel": 0.5, "depthwise/depthwise_kernel": 0.5, "separable/depthwise_kernel": 0.0,
+    "separable/pointwise_kernel": 0.5, "logits/kernel": 0.5,
+}
+
+
+def test_by_default_depthwise_and_separable_kernels_are_pruned_as_in_keras3_and_strip_leaves_plain_layers():
+    pruned = tfopt.prune.prune_low_magnitude(_depthwise_model(), ConstantSparsity(0.5, begin_step=0, frequency=1))
+    x = _fit(pruned, tfopt.prune.UpdatePruningStep())
+    assert {row.name: row.sparsity for row in tfopt.prune.sparsity(pruned)} == DEFAULT_KERNELS
+    stripped = tfopt.prune.strip_pruning(pruned)
+    assert {row.name: row.sparsity for row in tfopt.prune.sparsity(stripped)} == DEFAULT_KERNELS
+    plain = [type(layer) for layer in [*stripped.layers, *stripped.layers[2].layers]]
+    assert plain == [type(layer) for layer in [*_depthwise_model().layers, *_depthwise_model().layers[2].layers]]
+    assert "tfopt" not in json.dumps(stripped.get_config())
+    np.testing.assert_allclose(stripped(x).numpy(), pruned(x).numpy(), atol=1e-6)
+
+
+def test_n_of_m_by_default_leaves_depthwise_layers_dense_and_refuses_them_when_chosen():
+    pruned = tfopt.prune.prune_low_magnitude(_depthwise_model(), ConstantSparsity(0.5, begin_step=0), "2:4")
+    assert [type(layer).__name__ for layer in pruned.layers][:2] == ["PruneLowMagnitude", "DepthwiseConv2D"]
+    with pytest.raises(ValueError, match="must be None or \"channel\" for layer 'depthwise' .*no input axis"):
+        tfopt.prune.prune_low_magnitude(_depthwise_model(), ConstantSparsity(0.5, 0), "2:4", layers="depthwise")
+
+
+def test_a_saved_pruned_model_with_a_depthwise_layer_loads_in_tfmots_prune_scope(tmp_path):
+    import tensorflow_model_optimization as tfmot
+
+    pruned = tfopt.prune.prune_low_magnitude(_depthwise_model(), ConstantSparsity(0.5, begin_step=0, frequency=1))
+    x = _fit(pruned, tfopt.prune.UpdatePruningStep())
+    pruned.save(tmp_path / "pruned.keras")
+    adapter.prunable_depthwise_classes()  # registers the classes (a no-op here: pruning made them)
+    with tfmot.sparsity.keras.prune_scope():
+        loaded = tf_keras.models.load_model(tmp_path / "pruned.keras")
+    assert type(loaded.get_layer("prune_low_magnitude_depthwise").layer).__name__ == "PrunableDepthwiseConv2D"
+    np.testing.assert_allclose(loaded(x).numpy(), pruned(x).numpy(), atol=1e-6)
+
+
 def test_channel_pruning_is_refused_for_tf_keras():
     with pytest.raises(ValueError, match="must be None or \"N:M\" for a tf_keras model.*Received: structure='channel'"):
         adapter.prune_low_magnitude(_model(), ConstantSparsity(0.5, begin_step=0), "channel")
@@ -139,6 +191,12 @@ def test_channel_pruning_is_refused_for_tf_keras():
 def test_bad_layers_arguments_are_named(layers, error, match):
     with pytest.raises(error, match=f"prune_low_magnitude: argument `layers` must be .*{match}"):
         adapter.prune_low_magnitude(_model(), ConstantSparsity(0.5, begin_step=0), layers=layers)
+
+
+def test_a_model_without_a_layer_pruned_by_default_is_refused():
+    model = tf_keras.Sequential([tf_keras.Input((8,)), tf_keras.layers.ReLU()])
+    with pytest.raises(ValueError, match="must be a choice of at least one prunable layer .*Received: layers=None"):
+        adapter.prune_low_magnitude(model, ConstantSparsity(0.5, begin_step=0))
 
 
 def test_a_schedule_tfmot_lacks_is_a_type_error():

@@ -45,9 +45,17 @@ _KERNELS = {
 PRUNABLE = ", ".join(cls.__name__ for cls in _KERNELS)
 
 
-def kernel_of(layer):
-    """The `Kernel` description of a prunable layer, or None for any other layer."""
-    return next((kernel for cls, kernel in _KERNELS.items() if isinstance(layer, cls)), None)
+def kernel_of(layer, classes=keras.layers):
+    """The `Kernel` description of a prunable layer, or None for any other layer.
+
+    `classes` is the module holding the layer classes: `keras.layers`, or `tf_keras.layers` for a tf_keras layer (a
+    tf_keras depthwise kernel is its `depthwise_kernel`, not `attribute`).
+
+    Example:
+        >>> kernel_of(keras.layers.SeparableConv2D(8, 3)).attribute
+        'pointwise_kernel'
+    """
+    return next((kernel for cls, kernel in _KERNELS.items() if isinstance(layer, getattr(classes, cls.__name__))), None)
 
 
 def flatten(model):

@@ -16,10 +16,16 @@ structure="N:M"     -> sparsity_m_by_n=(N, M). Both mean N zeros in every M cons
                        "1:4" zeros 1 weight of 4. tfmot computes this mask once, in the first training batch
                        (pruning step 1), and keeps it: the schedule's steps and sparsity are not used.
 structure="channel" -> ValueError: tfmot has no channel pruning
-layers=...          -> tf_keras.models.clone_model(model, clone_function=...) wrapping the chosen layers, as tfmot's
-                       guide does; the other layers are reused as they are
+layers=None         -> the layers tfopt prunes in a Keras 3 model, with the same kernels (`tfopt.prune._layers`):
+                       Dense, Conv1D/2D/3D, SeparableConv1D/2D (pointwise kernel), DepthwiseConv1D/2D (except
+                       under "N:M"). tfmot's registry prunes no depthwise kernel: a chosen DepthwiseConv1D/2D
+                       is copied as its subclass `tfopt>PrunableDepthwiseConv1D/2D`, which tells tfmot to prune
+                       its `depthwise_kernel`; `strip_pruning` turns it back into the plain layer.
+layers=...          -> the layers chosen (any layer tfmot can prune, such as Embedding); tfmot wraps each
 ```
-The pruned model is built on a copy of `model`, which keeps its weights (tfmot alone would share them).
+The pruned model is a copy of `model` (nested models included), which keeps its weights (tfmot alone would share
+them). To load a saved pruned model that holds a depthwise layer, call `prunable_depthwise_classes()` first: its
+classes are registered with tf_keras when they are made.
 
 Example:
     >>> import tf_keras, tfopt
@@ -30,8 +36,10 @@ Example:
     ['prune_low_magnitude_out']
 """
 
+import functools
+
 from tfopt import _checks
-from tfopt.prune import masks
+from tfopt.prune import _layers, masks
 from tfopt.prune.prune import _entries, _matches
 
 _OWNER = "prune_low_magnitude"
@@ -41,6 +49,41 @@ def _sparsity_api():
     import tensorflow_model_optimization as tfmot
 
     return tfmot.sparsity.keras
+
+
+@functools.cache
+def prunable_depthwise_classes():
+    """{tf_keras DepthwiseConv1D/2D: its subclass whose `depthwise_kernel` tfmot prunes}, made on the first call.
+
+    The subclasses are registered with tf_keras as `tfopt>PrunableDepthwiseConv1D` and `...2D`, so call this before
+    loading a saved pruned model that holds one (in `tfmot.sparsity.keras.prune_scope()`).
+
+    Example:
+        >>> import tf_keras
+        >>> from tfopt.prune import tfmot as adapter
+        >>> adapter.prunable_depthwise_classes()[tf_keras.layers.DepthwiseConv2D].__name__
+        'PrunableDepthwiseConv2D'
+    """
+    import tf_keras
+
+    register = tf_keras.saving.register_keras_serializable(package="tfopt")
+
+    class DepthwiseKernel(_sparsity_api().PrunableLayer):
+        def get_prunable_weights(self):
+            return [self.depthwise_kernel]
+
+    @register
+    class PrunableDepthwiseConv1D(DepthwiseKernel, tf_keras.layers.DepthwiseConv1D):
+        """A tf_keras DepthwiseConv1D whose depthwise kernel tfmot prunes."""
+
+    @register
+    class PrunableDepthwiseConv2D(DepthwiseKernel, tf_keras.layers.DepthwiseConv2D):
+        """A tf_keras DepthwiseConv2D whose depthwise kernel tfmot prunes."""
+
+    return {
+        tf_keras.layers.DepthwiseConv1D: PrunableDepthwiseConv1D,
+        tf_keras.layers.DepthwiseConv2D: PrunableDepthwiseConv2D,
+    }
 
 
 def pruning_schedule(schedule):
@@ -67,18 +110,59 @@ def _m_by_n(structure):
     return pattern
 
 
-def _clone_function(model, layers, wrap):
-    """A `clone_model` clone_function that wraps the layers `layers` chooses and reuses the others."""
+def _kernel_of(layer):
     import tf_keras
 
-    entries = _entries(layers)
-    candidates = [layer for layer in model.layers if not isinstance(layer, tf_keras.layers.InputLayer)]
-    missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in candidates}
-    rule = f"names of layers of the model; not one: {sorted(missing)}"
-    _checks.satisfies(_OWNER, "layers", layers, not missing, rule)
-    chosen = {id(layer) for layer in candidates if any(_matches(layer, entry) for entry in entries)}
-    _checks.satisfies(_OWNER, "layers", layers, chosen, "a choice of at least one layer of the model")
-    return lambda layer: wrap(layer) if id(layer) in chosen else layer
+    return _layers.kernel_of(layer, tf_keras.layers)
+
+
+def _choose(model, structure, layers):
+    """The ids of the layers of `model` to prune (see the module docstring); raises for a choice that can't be."""
+    import tf_keras
+
+    candidates = [layer for layer in _layers.flatten(model) if not isinstance(layer, tf_keras.layers.InputLayer)]
+    if layers is None:
+        grouped = isinstance(masks.parse(_OWNER, structure), tuple)
+        kernels = [(layer, _kernel_of(layer)) for layer in candidates]
+        chosen = [layer for layer, kernel in kernels if kernel is not None and (kernel.groupable or not grouped)]
+        rule = f"a choice of at least one prunable layer ({_layers.PRUNABLE}) of the model"
+        _checks.satisfies(_OWNER, "layers", layers, chosen, rule)
+    else:
+        entries = _entries(layers)
+        missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in candidates}
+        rule = f"names of layers of the model; not one: {sorted(missing)}"
+        _checks.satisfies(_OWNER, "layers", layers, not missing, rule)
+        chosen = [layer for layer in candidates if any(_matches(layer, entry) for entry in entries)]
+        _checks.satisfies(_OWNER, "layers", layers, chosen, "a choice of at least one layer of the model")
+    for layer in chosen:
+        kernel = _kernel_of(layer)
+        if kernel is not None:  # a layer only tfmot prunes (Embedding, ...) is left to tfmot's checks
+            masks.check_fits(_OWNER, structure, layer, kernel)
+    return {id(layer) for layer in chosen}
+
+
+def _clone(model, replace):
+    """A copy of the tf_keras `model` in which `replace(layer)` stands in for each layer, in nested models too.
+
+    `replace` returns `(new_layer, target, weights)`: the layer for the copy, and the (sub)layer of it to fill with
+    the arrays `weights` once the copy is built, or None as `target` to put `layer` itself in the copy.
+    """
+    import tf_keras
+
+    fills = []
+
+    def clone_function(layer):
+        if isinstance(layer, tf_keras.Model):
+            return tf_keras.models.clone_model(layer, clone_function=clone_function)
+        new_layer, target, weights = replace(layer)
+        if target is not None:
+            fills.append((target, weights))
+        return new_layer
+
+    clone = tf_keras.models.clone_model(model, clone_function=clone_function)
+    for target, weights in fills:
+        target.set_weights(weights)
+    return clone
 
 
 def prune_low_magnitude(model, schedule, structure=None, layers=None):
@@ -90,9 +174,9 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
         model: a tf_keras Sequential or functional model.
         schedule: a `tfopt.prune.ConstantSparsity` or `tfopt.prune.PolynomialDecay`.
         structure: None or "N:M" (N zeros in every M weights along the input axis). Defaults to `None`.
-        layers: None for every layer tfmot can prune (it raises for a layer it can't), or a layer class, a layer
-            name, a function `layer -> bool`, or a list of them: the layers matching any are pruned.
-            Defaults to `None`.
+        layers: which layers to prune: a layer class, a layer name, a function `layer -> bool`, or a list of them
+            (a layer matching any is pruned; tfmot raises for one it can't prune). Defaults to `None`: the layers
+            tfopt prunes in a Keras 3 model (Dense, Conv, SeparableConv and, except under "N:M", DepthwiseConv).
 
     Returns:
         The model with tfmot's `PruneLowMagnitude` wrappers; compile and fit it with `update_pruning_step()`.
@@ -106,16 +190,18 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
         >>> [type(layer).__name__ for layer in pruned.layers]
         ['PruneLowMagnitude', 'Dense']
     """
-    import tf_keras
-
     api = _sparsity_api()
     params = {"pruning_schedule": pruning_schedule(schedule), "sparsity_m_by_n": _m_by_n(structure)}
-    copy = tf_keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    if layers is None:
-        return api.prune_low_magnitude(copy, **params)
-    wrap = _clone_function(copy, layers, lambda layer: api.prune_low_magnitude(layer, **params))
-    return tf_keras.models.clone_model(copy, clone_function=wrap)
+    chosen = _choose(model, structure, layers)
+
+    def replace(layer):
+        if id(layer) not in chosen:
+            new_layer = type(layer).from_config(layer.get_config())
+            return new_layer, new_layer, layer.get_weights()
+        inner = prunable_depthwise_classes().get(type(layer), type(layer)).from_config(layer.get_config())
+        return api.prune_low_magnitude(inner, **params), inner, layer.get_weights()
+
+    return _clone(model, replace)
 
 
 def update_pruning_step():
@@ -124,5 +210,16 @@ def update_pruning_step():
 
 
 def strip_pruning(model):
-    """The tf_keras `model` without tfmot's pruning wrappers, keeping the pruned (sparse) weights."""
-    return _sparsity_api().strip_pruning(model)
+    """The tf_keras `model` without tfmot's pruning wrappers, keeping the pruned (sparse) weights.
+
+    A `PrunableDepthwiseConv1D/2D` becomes the plain tf_keras layer again, so no tfopt class is left.
+    """
+    plain = {prunable: base for base, prunable in prunable_depthwise_classes().items()}
+
+    def replace(layer):
+        if type(layer) not in plain:
+            return layer, None, None
+        new_layer = plain[type(layer)].from_config(layer.get_config())
+        return new_layer, new_layer, layer.get_weights()
+
+    return _clone(_sparsity_api().strip_pruning(model), replace)

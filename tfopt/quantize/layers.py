@@ -10,7 +10,7 @@ from keras import ops
 from tfopt import _checks
 from tfopt.prune.wrapper import _keep_masked
 from tfopt.quantize import schemes
-from tfopt.quantize.quantizers import QuantizeActivation, fake_quant_weights
+from tfopt.quantize.quantizers import QuantizationAware, QuantizeActivation, fake_quant_weights
 
 FOLDABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 FUSABLE_ACTIVATIONS = ("relu", "relu6")
@@ -33,7 +33,7 @@ def _channel_scale(layer, scale):
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QuantizeConvolution(keras.layers.Wrapper):
+class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
     """A Conv1D/Conv2D/DepthwiseConv2D/Dense with its BatchNormalization folded in, its kernel fake-quantized and its
     ReLU/ReLU6 fused, so that TFLite runs the three as one int8 (or 16x8) kernel.
 
@@ -165,7 +165,7 @@ class QuantizeConvolution(keras.layers.Wrapper):
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QuantizeOutputs(keras.layers.Wrapper):
+class QuantizeOutputs(QuantizationAware, keras.layers.Wrapper):
     """Runs a layer as it is and fake-quantizes its output: Add, Concatenate, average pooling, a standalone
     activation, or a layer the user keeps in float with `quantize_model(skip=...)` (TFLite then dequantizes its
     input and quantizes its output).

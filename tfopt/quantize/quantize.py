@@ -11,16 +11,16 @@ from tfopt.quantize.quantizers import QuantizeActivation
 
 _OWNER = "quantize_model"
 _L = keras.layers
-PASS_THROUGH = (  # int8 in, int8 out with the same scale: nothing to quantize
-    _L.MaxPooling1D, _L.MaxPooling2D, _L.GlobalMaxPooling1D, _L.GlobalMaxPooling2D, _L.Flatten, _L.Reshape,
+PASS_THROUGH = (  # TFLite runs them with the input's scale for the output: nothing to quantize
+    _L.MaxPooling1D, _L.MaxPooling2D, _L.AveragePooling1D, _L.AveragePooling2D, _L.GlobalMaxPooling1D, _L.GlobalMaxPooling2D, _L.Flatten, _L.Reshape,
     _L.Dropout, _L.SpatialDropout1D, _L.SpatialDropout2D, _L.ZeroPadding1D, _L.ZeroPadding2D, _L.Cropping1D,
     _L.Cropping2D, _L.Identity, _L.Permute, _L.GaussianNoise, _L.ActivityRegularization,
 )
 OUTPUT_QUANTIZED = (  # a new range for their outputs
-    _L.Add, _L.Subtract, _L.Multiply, _L.Average, _L.Maximum, _L.Minimum, _L.Concatenate, _L.AveragePooling1D,
-    _L.AveragePooling2D, _L.GlobalAveragePooling1D, _L.GlobalAveragePooling2D, _L.ReLU, _L.Activation, _L.Softmax,
+    _L.Add, _L.Subtract, _L.Multiply, _L.Average, _L.Maximum, _L.Minimum, _L.Concatenate, _L.GlobalAveragePooling1D, _L.GlobalAveragePooling2D, _L.ReLU, _L.Activation, _L.Softmax,
     _L.LeakyReLU, _L.BatchNormalization, _L.UpSampling2D, _L.Rescaling,
 )
+NO_INT16_KERNEL = (_L.Concatenate,)  # the converter rejects int16 CONCATENATION in 16x8 mode
 _SUPPORTED = ", ".join(cls.__name__ for cls in FOLDABLE + OUTPUT_QUANTIZED + PASS_THROUGH)
 
 
@@ -98,6 +98,9 @@ class _Rebuilder:
         if isinstance(layer, keras.Model):
             raise ValueError(f"{_OWNER}: nested model '{layer.name}' can't be quantized in place: quantize it on "
                              "its own, or build the outer model from its layers.")
+        if self.scheme == "16x8" and isinstance(layer, NO_INT16_KERNEL):
+            raise ValueError(f"{_OWNER}: layer '{layer.name}' ({type(layer).__name__}) has no 16x8 kernel in the "
+                             "TFLite converter, which rejects int16 inputs to it. Use scheme='int8' for this model.")
         if id(layer) in self.fusions:
             batch_norm, activation, _ = self.fusions[id(layer)]
             norm = None if batch_norm is None else self._copy(batch_norm)
@@ -133,8 +136,8 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
     ```python
     Conv/DepthwiseConv2D/Dense [-> BatchNormalization] [-> ReLU/ReLU6]   -> one QuantizeConvolution (BN folded,
                                                                             kernel int8, ReLU fused)
-    Add, Concatenate, average pooling, other activations, unfused BN    -> QuantizeOutputs (output range learned)
-    max pooling, Flatten, Reshape, Dropout, padding, cropping           -> unchanged (same range in and out)
+    Add, Concatenate, global average pooling, other activations, BN     -> QuantizeOutputs (output range learned)
+    max/average pooling, Flatten, Reshape, Dropout, padding, cropping   -> unchanged (same range in and out)
     each model input                                                    -> a QuantizeActivation first
     ```
     A tf_keras model is handed to tfmot's `quantize_model` (scheme "int8" only).

@@ -39,8 +39,16 @@ def fake_quant_weights(kernel, axis=None, bits=8):
     )
 
 
+class QuantizationAware:
+    """Marks tfopt's QAT layers for `tfopt.export.to_tflite`, which reads their `scheme` to choose the conversion."""
+
+    @property
+    def _tfopt_quantization_scheme(self):
+        return self.scheme
+
+
 @keras.saving.register_keras_serializable(package="tfopt")
-class QuantizeActivation(keras.layers.Layer):
+class QuantizeActivation(QuantizationAware, keras.layers.Layer):
     """Fake-quantizes a tensor to the range it takes in training, tracked by a moving average.
 
     ```python

@@ -1,0 +1,74 @@
+"""`tfopt export | inspect | evaluate | bench` in process, on files in tmp_path."""
+
+import numpy as np
+import pytest
+
+from tfopt import cli, export
+
+
+@pytest.fixture(scope="module")
+def files(digits_model, digits, tmp_path_factory):
+    """The trained digits model as .keras, calibration inputs and the test split as .npz."""
+    folder = tmp_path_factory.mktemp("cli")
+    digits_model.save(folder / "digits.keras")
+    np.savez(folder / "train.npz", x=digits.x_train[:100])
+    np.savez(folder / "test.npz", x=digits.x_test, y=digits.y_test)
+    return folder
+
+
+def test_export_inspect_evaluate_bench_round_trip(files, digits, capsys):
+    tflite = files / "digits.tflite"
+    argv = ["export", str(files / "digits.keras"), "--quantization", "int8", "--calibration", str(files / "train.npz")]
+    assert cli.main([*argv, "-o", str(tflite), "--int8-io"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tflite.stat().st_size} bytes to {tflite}" in out and "calibrating on 100 samples" in out
+    assert "Saved artifact" not in out  # the converter's chatter is silenced
+
+    assert cli.main(["inspect", str(tflite)]) == 0
+    assert "int8 [-1, 8, 8, 1] scale=" in capsys.readouterr().out  # the input line: int8_io took effect
+
+    assert cli.main(["evaluate", str(tflite), "--data", str(files / "test.npz")]) == 0
+    accuracy = float(capsys.readouterr().out.split("accuracy:")[1])
+    assert accuracy == pytest.approx(export.evaluate(tflite, digits.x_test, digits.y_test)["accuracy"], abs=1e-4)
+    assert accuracy > 0.9
+
+    assert cli.main(["bench", str(tflite), "--runs", "5"]) == 0
+    assert "(5 runs, 1 thread)" in capsys.readouterr().out
+
+
+def test_inspect_prints_the_op_table(files, float_tflite, capsys):
+    (files / "float.tflite").write_bytes(float_tflite)
+    assert cli.main(["inspect", str(files / "float.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(float_tflite)} bytes" in out and "DEPTHWISE_CONV_2D  float32" in out
+
+
+def test_export_refuses_to_overwrite_without_the_flag(files, capsys):
+    output = files / "existing.tflite"
+    output.write_bytes(b"keep")
+    assert cli.main(["export", str(files / "digits.keras"), "-o", str(output)]) == 1
+    assert f"{output} already exists" in capsys.readouterr().err
+    assert output.read_bytes() == b"keep"
+    assert cli.main(["export", str(files / "digits.keras"), "-o", str(output), "--overwrite"]) == 0
+    assert output.read_bytes()[4:8] == b"TFL3"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["export", "{missing}"], "no such model file: {missing}"),
+        (["inspect", "{missing}"], "no such TFLite file: {missing}"),
+        (["bench", "{missing}"], "no such TFLite file: {missing}"),
+        (["evaluate", "{float}", "--data", "{missing}"], "no such data file: {missing}"),
+        (["evaluate", "{float}", "--data", "{test}", "--y-key", "labels"], "has no array 'labels' (it has: x, y)"),
+        (["export", "{float}"], "cannot load {float} as a Keras model"),
+        (["inspect", "{test}"], "{test} is not a TFLite flatbuffer"),
+    ],
+    ids=["export", "inspect", "bench", "evaluate-data", "npz-key", "not-keras", "not-tflite"],
+)
+def test_errors_are_one_line_on_stderr(files, float_tflite, capsys, argv, message):
+    (files / "float.tflite").write_bytes(float_tflite)
+    names = {"missing": files / "missing.file", "float": files / "float.tflite", "test": files / "test.npz"}
+    assert cli.main([arg.format(**names) for arg in argv]) == 1
+    err = capsys.readouterr().err
+    assert message.format(**names) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -1,0 +1,82 @@
+"""`predict`, `evaluate`, `benchmark` and `inspect` on small TFLite files, and their errors."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfopt import export
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A 4 -> 3 Dense model, its float32 flatbuffer and 10 inputs."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, bias_initializer="ones")])
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
+    return model, export.to_tflite(model), x
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_predict_matches_keras_with_a_partial_last_batch(tiny, batch_size):
+    model, flatbuffer, x = tiny
+    np.testing.assert_allclose(export.predict(flatbuffer, x, batch_size=batch_size), model(x), atol=1e-5)
+
+
+def test_predict_reads_a_path(tiny, tmp_path):
+    model, flatbuffer, x = tiny
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(flatbuffer)
+    np.testing.assert_allclose(export.predict(str(path), x, num_threads=2), model(x), atol=1e-5)
+
+
+def test_wrong_x_shape_names_the_expected_input_shape(tiny):
+    with pytest.raises(ValueError, match=r"`x` must be of shape \(None, 4\). Received: x='<array of shape \(10, 5\)>'"):
+        export.predict(tiny[1], np.zeros((10, 5)))
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "absent.tflite"
+    with pytest.raises(FileNotFoundError, match=str(path)):
+        export.inspect(path)
+
+
+def test_bytes_that_are_not_tflite_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"predict: <10 bytes> is not a TFLite flatbuffer"):
+        export.predict(b"not tflite", np.zeros((1, 4)))
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(ValueError, match=f"{path} is not a TFLite flatbuffer"):
+        export.benchmark(path)
+
+
+def test_evaluate_takes_integer_and_one_hot_labels_and_keras_metrics(tiny):
+    model, flatbuffer, x = tiny
+    labels = np.argmax(np.asarray(model(x)), axis=-1)
+    labels[:3] = (labels[:3] + 1) % 3  # 3 of 10 wrong
+    scores = export.evaluate(flatbuffer, x, labels, metrics=["accuracy", "sparse_categorical_accuracy"])
+    assert scores == pytest.approx({"accuracy": 0.7, "sparse_categorical_accuracy": 0.7})
+    assert export.evaluate(flatbuffer, x, np.eye(3)[labels]) == pytest.approx({"accuracy": 0.7})
+    mae = export.evaluate(flatbuffer, x, np.zeros((10, 3)), metrics=[keras.metrics.MeanAbsoluteError()])
+    assert mae["mean_absolute_error"] == pytest.approx(np.mean(np.abs(np.asarray(model(x)))), rel=1e-4)
+
+
+def test_evaluate_refuses_an_unknown_metric(tiny):
+    with pytest.raises(ValueError, match="`metrics` must be \"accuracy\" or Keras metrics.*'acuracy'"):
+        export.evaluate(tiny[1], tiny[2], np.zeros(10), metrics=["acuracy"])
+
+
+def test_benchmark_reports_ordered_percentiles(tiny):
+    result = export.benchmark(tiny[1], runs=20, warmup=2)
+    assert result.runs == 20 and result.threads == 1
+    assert 0 < result.p50_ms <= result.p90_ms
+    assert "p50" in str(result)
+
+
+def test_inspect_lists_ops_inputs_and_outputs(tiny):
+    summary = export.inspect(tiny[1])
+    assert [op.name for op in summary.ops] == ["FULLY_CONNECTED"]
+    assert summary.ops[0].inputs == ("float32", "float32", "float32") and summary.ops[0].outputs == ("float32",)
+    assert summary.size_bytes == len(tiny[1]) and summary.tensor_count >= 4
+    assert (summary.inputs[0].dtype, summary.inputs[0].shape, summary.inputs[0].scale) == ("float32", (-1, 4), 0.0)
+    assert summary.outputs[0].shape == (-1, 3)
+    assert "FULLY_CONNECTED  float32, float32, float32 -> float32" in str(summary)

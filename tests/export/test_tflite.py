@@ -1,0 +1,137 @@
+"""`to_tflite`: argument errors, atomic writes, representative data forms and quantization-aware models."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfopt import export
+
+
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+
+
+class FakeQuantDense(keras.layers.Layer):
+    """A Dense layer with per-tensor fake quantization of its input and kernel, as QAT leaves it after training."""
+
+    _tfopt_quantization_scheme = "int8"
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform")
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros")
+
+    def call(self, inputs):
+        inputs = tf.quantization.fake_quant_with_min_max_vars(inputs, -3.0, 3.0)
+        limit = tf.reduce_max(tf.abs(self.kernel))
+        kernel = tf.quantization.fake_quant_with_min_max_vars(self.kernel, -limit, limit, narrow_range=True)
+        outputs = tf.matmul(inputs, kernel) + self.bias
+        return tf.quantization.fake_quant_with_min_max_vars(outputs, -8.0, 8.0)
+
+
+def qat_model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4,)), FakeQuantDense(3)])
+
+
+def test_unknown_quantization_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"`quantization` must be one of None, 'float16', 'dynamic', 'int8'.*'int4'"):
+        export.to_tflite(tiny_model(), "int4")
+
+
+def test_int8_without_representative_data_names_the_argument():
+    with pytest.raises(ValueError, match="`representative_data` must be given"):
+        export.to_tflite(tiny_model(), "int8")
+
+
+def test_int8_io_needs_int8():
+    with pytest.raises(ValueError, match='`int8_io` must be False unless quantization="int8"'):
+        export.to_tflite(tiny_model(), "dynamic", int8_io=True)
+
+
+def test_model_must_be_a_keras_model():
+    with pytest.raises(TypeError, match="`model` must be a Keras 3 or tf_keras Model"):
+        export.to_tflite(lambda x: x)
+
+
+def test_representative_data_of_the_wrong_shape_names_the_expected_shape():
+    with pytest.raises(ValueError, match=r"input shape \(None, 4\).*\(10, 5\)"):
+        export.to_tflite(tiny_model(), "int8", representative_data=np.zeros((10, 5)))
+
+
+def test_empty_representative_data_is_refused():
+    with pytest.raises(ValueError, match="`representative_data` must be non-empty"):
+        export.to_tflite(tiny_model(), "int8", representative_data=lambda: iter([]))
+
+
+@pytest.mark.parametrize(
+    "make_data",
+    [
+        lambda x: x,  # an array of samples
+        lambda x: tf.data.Dataset.from_tensor_slices(x),  # unbatched samples
+        lambda x: tf.data.Dataset.from_tensor_slices((x, np.zeros(len(x)))).batch(16),  # batched (x, y)
+        lambda x: (lambda: (x[i : i + 8] for i in range(0, len(x), 8))),  # a callable returning a generator
+        lambda x: (x[i : i + 8] for i in range(0, len(x), 8)),  # a generator
+    ],
+    ids=["array", "dataset", "batched-xy-dataset", "callable", "generator"],
+)
+def test_representative_data_forms_give_a_full_integer_model(make_data):
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    summary = export.inspect(export.to_tflite(tiny_model(), "int8", representative_data=make_data(x)))
+    dense = summary.ops_of("FULLY_CONNECTED")
+    assert len(dense) == 2 and all(op.inputs[:2] == ("int8", "int8") and op.outputs == ("int8",) for op in dense)
+
+
+def unconvertible_model():
+    """A model with an op TFLite has no int8 kernel for: its full-integer conversion fails."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: tf.math.bessel_i0e(x))(keras.layers.Dense(4)(inputs))
+    return keras.Model(inputs, outputs)
+
+
+def test_writes_the_file_and_refuses_to_overwrite_it(tmp_path):
+    path = tmp_path / "model.tflite"
+    assert export.to_tflite(tiny_model(), path=path) == path.read_bytes()
+    path.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match=str(path)):  # raised before converting, else a RuntimeError
+        export.to_tflite(unconvertible_model(), "int8", representative_data=np.ones((8, 4)), path=path)
+    assert path.read_bytes() == b"keep me"
+    assert export.to_tflite(tiny_model(), path=path, overwrite=True) == path.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["model.tflite"]
+
+
+def test_a_failed_conversion_leaves_no_file(tmp_path):
+    with pytest.raises(RuntimeError, match="to_tflite: the TFLite converter failed for quantization='int8'"):
+        export.to_tflite(unconvertible_model(), "int8", representative_data=np.ones((8, 4)), path=tmp_path / "m.tflite")
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_folder_is_reported_before_converting(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        export.to_tflite(tiny_model(), path=tmp_path / "missing" / "model.tflite")
+
+
+def test_is_quantization_aware_finds_the_hook_in_nested_layers():
+    nested = keras.Sequential([keras.Input((4,)), keras.Sequential([FakeQuantDense(3)])])
+    assert export.is_quantization_aware(nested)
+    assert not export.is_quantization_aware(tiny_model())
+
+
+def test_quantization_aware_model_converts_to_int8_without_data():
+    model = qat_model()
+    x = np.random.default_rng(0).uniform(-2, 2, size=(32, 4)).astype("float32")
+    flatbuffer = export.to_tflite(model, "int8")
+    (dense,) = export.inspect(flatbuffer).ops_of("FULLY_CONNECTED")
+    assert dense.inputs[:2] == ("int8", "int8") and dense.outputs == ("int8",)
+    # Keras computes with the same fake-quant grid: the int8 kernels agree up to a few output steps (16/255 each).
+    assert np.max(np.abs(export.predict(flatbuffer, x) - np.asarray(model(x)))) < 0.2
+    int8_io = export.inspect(export.to_tflite(model, "int8", int8_io=True))
+    assert int8_io.inputs[0].dtype == int8_io.outputs[0].dtype == "int8"

@@ -1,0 +1,47 @@
+"""A Keras 3 QAT model through tfopt.export: integer kernels in the TFLite file, outputs as in Keras."""
+
+import numpy as np
+import pytest
+
+import tfopt
+from tfopt.quantize import quantize_model
+
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+@pytest.mark.parametrize("scheme, activations", [("int8", "int8"), ("16x8", "int16")])
+def test_every_op_runs_on_integers_and_matches_keras(trained_qat, mobile_block_data, scheme, activations):
+    model, (x, _) = trained_qat(scheme), mobile_block_data
+    flatbuffer = tfopt.export.to_tflite(model, "int8")
+    summary = tfopt.export.inspect(flatbuffer)
+    inner = [op for op in summary.ops if op.name not in ("QUANTIZE", "DEQUANTIZE")]
+    merge = "CONCATENATION" if scheme == "int8" else "ADD"
+    assert {op.name for op in inner} >= {*WEIGHTED, "ADD", merge, "AVERAGE_POOL_2D", "MEAN", "SOFTMAX"}
+    for op in inner:
+        assert op.inputs[0] == activations and op.outputs == (activations,), op
+    for op in inner:
+        if op.name in WEIGHTED:
+            assert op.inputs[1] == "int8" and op.inputs[2] == ("int64" if scheme == "16x8" else "int32"), op
+    keras_outputs, tflite_outputs = model.predict(x, verbose=0), tfopt.export.predict(flatbuffer, x)
+    tolerance = 0.02 if scheme == "int8" else 2e-3
+    assert np.abs(keras_outputs - tflite_outputs).max() < tolerance
+    assert np.mean(keras_outputs.argmax(1) == tflite_outputs.argmax(1)) >= 0.97
+
+
+def test_int8_io_gives_integer_inputs_and_outputs(trained_qat, mobile_block_data):
+    flatbuffer = tfopt.export.to_tflite(trained_qat("int8"), "int8", int8_io=True)
+    summary = tfopt.export.inspect(flatbuffer)
+    assert summary.inputs[0].dtype == summary.outputs[0].dtype == "int8"
+    x = mobile_block_data[0]
+    assert np.mean(tfopt.export.predict(flatbuffer, x).argmax(1) == trained_qat("int8").predict(x, verbose=0)
+                   .argmax(1)) >= 0.97
+
+
+def test_export_errors_for_qat_models(mobile_block_model, mobile_block_data, trained_qat):
+    with pytest.raises(ValueError, match=r"to_tflite: argument `model` must be trained before export: its activation "
+                                         r"ranges are learned in `fit` \(untrained: \['quantize_image'\]\)"):
+        tfopt.export.to_tflite(quantize_model(mobile_block_model()), "int8")
+    with pytest.raises(ValueError, match=r"argument `representative_data` must be None for a quantization-aware"):
+        tfopt.export.to_tflite(trained_qat("int8"), "int8", representative_data=mobile_block_data[0])
+    with pytest.raises(ValueError, match=r"argument `int8_io` must be False unless .* not a 16x8 QAT model"):
+        tfopt.export.to_tflite(trained_qat("16x8"), "int8", int8_io=True)

@@ -1,0 +1,143 @@
+"""quantize_model on Keras 3 models: which layers it fuses and quantizes, what it refuses, and how the copy trains."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfopt
+from tfopt.quantize import QuantizeActivation, QuantizeConvolution, QuantizeOutputs, quantize_model
+
+L = keras.layers
+
+
+def kinds(model):
+    return {layer.name: type(layer).__name__ for layer in model.layers}
+
+
+def test_conv_bn_relu_fold_into_one_layer_and_other_layers_get_the_right_treatment(mobile_block_model):
+    quantized = quantize_model(mobile_block_model())
+    assert kinds(quantized) == {
+        "image": "InputLayer", "quantize_image": "QuantizeActivation",
+        "quantize_stem": "QuantizeConvolution", "quantize_expand": "QuantizeConvolution",
+        "quantize_depthwise": "QuantizeConvolution", "quantize_project": "QuantizeConvolution",
+        "quantize_residual": "QuantizeOutputs", "branch_pool": "AveragePooling2D", "pool": "MaxPooling2D",
+        "quantize_concat": "QuantizeOutputs", "quantize_gap": "QuantizeOutputs",
+        "quantize_head": "QuantizeConvolution",
+    }
+    fused = {name: (quantized.get_layer(name).batch_norm is not None, quantized.get_layer(name).activation)
+             for name in ("quantize_stem", "quantize_expand", "quantize_depthwise", "quantize_project",
+                          "quantize_head")}
+    assert fused == {"quantize_stem": (True, "relu6"), "quantize_expand": (False, "relu"),
+                     "quantize_depthwise": (True, "relu6"), "quantize_project": (True, "linear"),
+                     "quantize_head": (False, "softmax")}
+
+
+def test_the_copy_starts_from_the_models_weights_and_leaves_the_model_alone(mobile_block_model, mobile_block_data, compile_classifier):
+    model = mobile_block_model()
+    before = [w.copy() for w in model.get_weights()]
+    quantized = compile_classifier(quantize_model(model))
+    np.testing.assert_array_equal(quantized.get_layer("quantize_stem").layer.kernel.numpy(),
+                                  model.get_layer("stem").kernel.numpy())
+    quantized.fit(*mobile_block_data, epochs=2, verbose=0)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_fake_quantized_outputs_follow_the_float_model_once_ranges_are_learned(mobile_block_model, mobile_block_data, compile_classifier):
+    model = mobile_block_model()
+    quantized = compile_classifier(quantize_model(model), rate=0.0)  # ranges only: weights don't move
+    quantized.fit(mobile_block_data[0], mobile_block_data[1], epochs=3, verbose=0)
+    x = mobile_block_data[0]
+    float_outputs, quantized_outputs = model.predict(x, verbose=0), quantized.predict(x, verbose=0)
+    assert np.abs(float_outputs - quantized_outputs).max() < 0.05
+    assert np.mean(float_outputs.argmax(1) == quantized_outputs.argmax(1)) >= 0.95
+
+
+def test_a_sequential_model_gets_its_input_quantized_and_its_pass_through_layers_kept():
+    model = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(4, 3, activation="relu", name="c"),
+                              L.Flatten(name="f"), L.Dropout(0.2, name="drop"), L.Dense(3, name="d")])
+    quantized = quantize_model(model)
+    assert [type(layer) for layer in quantized.layers[1:]] == [QuantizeActivation, QuantizeConvolution, L.Flatten,
+                                                                L.Dropout, QuantizeConvolution]
+
+
+def test_skip_keeps_a_layer_in_float_and_an_unsupported_layer_is_named():
+    inputs = keras.Input((6, 4))
+    x = L.Conv1D(4, 2, name="conv")(inputs)
+    x = L.LayerNormalization(name="norm")(x)
+    model = keras.Model(inputs, L.Dense(2, name="out")(L.Flatten()(x)))
+    with pytest.raises(ValueError, match=r"quantize_model: layer 'norm' \(LayerNormalization\) can't be quantized. "
+                                         r"Pass `skip=\['norm'\]` to keep it in float"):
+        quantize_model(model)
+    quantized = quantize_model(model, skip=["norm", L.Dense])
+    assert isinstance(quantized.get_layer("quantize_norm"), QuantizeOutputs)
+    assert isinstance(quantized.get_layer("quantize_out"), QuantizeOutputs)
+    assert isinstance(quantized.get_layer("quantize_conv"), QuantizeConvolution)
+
+
+def test_preserve_sparsity_keeps_a_pruned_models_zeros(mobile_block_model, mobile_block_data, compile_classifier):
+    pruned = tfopt.prune.prune_low_magnitude(mobile_block_model(), tfopt.prune.ConstantSparsity(0.75, 0, frequency=1))
+    compile_classifier(pruned).fit(*mobile_block_data, epochs=1, verbose=0,
+                                   callbacks=[tfopt.prune.UpdatePruningStep()])
+    with pytest.raises(ValueError, match=r"must be free of pruning wrappers \(strip_pruning it first"):
+        quantize_model(pruned)
+    stripped = tfopt.prune.strip_pruning(pruned)
+    quantized = compile_classifier(quantize_model(stripped, preserve_sparsity=True))
+    quantized.fit(*mobile_block_data, epochs=2, verbose=0)
+    for layer in quantized.layers:
+        if isinstance(layer, QuantizeConvolution):
+            zeros = np.mean(layer.layer.kernel.numpy() == 0)
+            assert zeros == pytest.approx(0.75, abs=0.02), layer.name
+
+
+def test_trains_and_predicts_under_jit_compile(mobile_block_model, mobile_block_data, compile_classifier):
+    x, y = mobile_block_data
+    quantized = compile_classifier(quantize_model(mobile_block_model()), jit_compile=True)
+    history = quantized.fit(x, y, epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    compiled = quantized.predict(x, verbose=0)
+    compile_classifier(quantized, jit_compile=False)
+    np.testing.assert_allclose(compiled, quantized.predict(x, verbose=0), atol=1e-5)
+
+
+def test_trains_under_a_two_replica_mirrored_strategy(mobile_block_model, mobile_block_data, mirrored_strategy, compile_classifier):
+    model = mobile_block_model()
+    with mirrored_strategy.scope():
+        quantized = compile_classifier(quantize_model(model))
+    history = quantized.fit(*mobile_block_data, batch_size=16, epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    quantizer = quantized.get_layer("quantize_image")
+    assert quantizer.min_value.numpy() < 0 < quantizer.max_value.numpy()
+
+
+def test_keras_file_mid_training_resumes_as_if_uninterrupted(tmp_path, mobile_block_model, mobile_block_data, compile_classifier):
+    x, y = mobile_block_data
+    keras.utils.set_random_seed(2)
+    straight = compile_classifier(quantize_model(mobile_block_model()))
+    straight.fit(x, y, epochs=2, shuffle=False, verbose=0)
+    keras.utils.set_random_seed(2)
+    first = compile_classifier(quantize_model(mobile_block_model()))
+    first.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    first.save(tmp_path / "qat.keras")
+    resumed = keras.saving.load_model(tmp_path / "qat.keras")
+    resumed.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(resumed.predict(x, verbose=0), straight.predict(x, verbose=0), atol=2e-5)
+
+
+def test_model_errors_name_the_argument(mobile_block_model):
+    class Subclassed(keras.Model):
+        def call(self, inputs):
+            return inputs
+
+    with pytest.raises(TypeError, match=r"quantize_model: argument `model` must be a Sequential or Functional"):
+        quantize_model(Subclassed())
+    inner = keras.Sequential([keras.Input((4,)), L.Dense(2)], name="inner")
+    outer = keras.Sequential([keras.Input((4,)), inner])
+    with pytest.raises(ValueError, match=r"nested model 'inner' can't be quantized in place"):
+        quantize_model(outer)
+    with pytest.raises(ValueError, match=r"argument `scheme` must be one of 'int8', '16x8'. Received: scheme='int4'"):
+        quantize_model(mobile_block_model(), scheme="int4")
+    with pytest.raises(ValueError, match=r"layer 'concat' \(Concatenate\) has no 16x8 kernel in the TFLite converter"):
+        quantize_model(mobile_block_model(), scheme="16x8")
+    with pytest.raises(TypeError, match=r"argument `skip` must be a list of layer names and layer classes"):
+        quantize_model(mobile_block_model(), skip=[3])

@@ -1,0 +1,28 @@
+"""TFLite export and on-device checks: convert a Keras model, then inspect, run, score and time the flatbuffer.
+
+```python
+flatbuffer = tfopt.export.to_tflite(model, "int8", representative_data=x_train, path="model.tflite")
+print(tfopt.export.inspect(flatbuffer))
+tfopt.export.evaluate(flatbuffer, x_test, y_test)      # {"accuracy": ...}, with the LiteRT interpreter
+tfopt.export.benchmark(flatbuffer).p50_ms
+```
+TensorFlow is imported when converting; running uses `ai_edge_litert` only.
+"""
+
+from tfopt.export.litert import Benchmark, benchmark, evaluate, predict
+from tfopt.export.summary import Op, Summary, TensorSpec, inspect
+from tfopt.export.tflite import QUANTIZATIONS, is_quantization_aware, to_tflite
+
+__all__ = [
+    "Benchmark",
+    "Op",
+    "QUANTIZATIONS",
+    "Summary",
+    "TensorSpec",
+    "benchmark",
+    "evaluate",
+    "inspect",
+    "is_quantization_aware",
+    "predict",
+    "to_tflite",
+]

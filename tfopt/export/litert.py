@@ -1,0 +1,231 @@
+"""Running a TFLite flatbuffer with the LiteRT interpreter: `predict`, `evaluate` and `benchmark`."""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from tfopt import _checks
+
+_TFLITE_IDENTIFIER = b"TFL3"
+
+
+def read(tflite, owner):
+    """The flatbuffer bytes of `tflite` (bytes or a path), checked to be a TFLite model."""
+    if isinstance(tflite, (bytes, bytearray, memoryview)):
+        content, name = bytes(tflite), f"<{len(tflite)} bytes>"
+    elif isinstance(tflite, (str, os.PathLike)):
+        name = os.fspath(tflite)
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"{owner}: no such TFLite file: {name}")
+        with open(name, "rb") as file:
+            content = file.read()
+    else:
+        raise TypeError(f"{owner}: argument `tflite` must be bytes or a path. Received: tflite={tflite!r:.80}")
+    if content[4:8] != _TFLITE_IDENTIFIER:
+        raise ValueError(f"{owner}: {name} is not a TFLite flatbuffer (its bytes 4-8 are not {_TFLITE_IDENTIFIER!r}).")
+    return content
+
+
+def interpreter(tflite, owner, num_threads=None, delegates=True):
+    """A LiteRT `Interpreter` of `tflite` (bytes or a path); tensors are not allocated yet.
+
+    `delegates=False` keeps the runtime's default XNNPACK delegate out, so the graph stays as the file has it.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    if num_threads is not None:
+        _checks.integer(owner, "num_threads", num_threads, low=1)
+    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(model_content=read(tflite, owner), num_threads=num_threads,
+                       experimental_op_resolver_type=resolver)
+
+
+def _scale(details):
+    scale, zero_point = details["quantization"]
+    return (scale, zero_point) if scale else None
+
+
+def _quantize(x, details):
+    quantization, dtype = _scale(details), np.dtype(details["dtype"])
+    if quantization is None:
+        return x.astype(dtype)
+    scale, zero_point = quantization
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), limits.min, limits.max).astype(dtype)
+
+
+def _dequantize(y, details):
+    quantization = _scale(details)
+    if quantization is None:
+        return y.astype("float32")
+    scale, zero_point = quantization
+    return ((y.astype("float32") - zero_point) * scale).astype("float32")
+
+
+def _single_input(runner, owner):
+    inputs = runner.get_input_details()
+    if len(inputs) != 1:
+        raise ValueError(f"{owner}: only models with one input are supported. This model has {len(inputs)}.")
+    return inputs[0]
+
+
+def _check_x(runner, x, owner):
+    details = _single_input(runner, owner)
+    expected = tuple(int(d) for d in details["shape_signature"][1:])
+    x = np.asarray(x, dtype="float32")
+    fits = x.ndim == len(expected) + 1 and all(e in (-1, s) for e, s in zip(expected, x.shape[1:]))
+    _checks.satisfies(owner, "x", f"<array of shape {x.shape}>", fits, f"of shape {(None, *expected)}")
+    return x, details
+
+
+def predict(tflite, x, batch_size=32, num_threads=None):
+    """Runs a single-input TFLite model on `x` in batches and returns its float outputs.
+
+    Integer (int8, uint8, int16) input and output tensors are quantized and dequantized with their scale and zero
+    point, so `x` and the result are float whatever the file's input/output types.
+
+    Args:
+        tflite: the flatbuffer as bytes, or the path of a .tflite file.
+        x: a float array of inputs, batch axis first.
+        batch_size: samples per `invoke`; the last batch may be smaller. Defaults to 32.
+        num_threads: threads of the interpreter's CPU kernels. Defaults to None (LiteRT's default).
+
+    Returns:
+        A float32 array with the model's output for every sample (a list of arrays for several outputs).
+
+    Example:
+    >>> import keras, numpy as np, tfopt
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> tfopt.export.predict(tfopt.export.to_tflite(model), np.ones((5, 4))).shape
+    (5, 2)
+    """
+    _checks.integer("predict", "batch_size", batch_size, low=1)
+    runner = interpreter(tflite, "predict", num_threads)
+    x, details = _check_x(runner, x, "predict")
+    outputs, allocated = [], None
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        if allocated != len(batch):
+            runner.resize_tensor_input(details["index"], (len(batch), *x.shape[1:]))
+            runner.allocate_tensors()
+            allocated = len(batch)
+        runner.set_tensor(details["index"], _quantize(batch, details))
+        runner.invoke()
+        outputs.append([_dequantize(runner.get_tensor(out["index"]), out) for out in runner.get_output_details()])
+    results = [np.concatenate(parts) for parts in zip(*outputs)]
+    return results[0] if len(results) == 1 else results
+
+
+def _accuracy(y, predictions):
+    y = np.asarray(y)
+    labels = np.argmax(y, axis=-1) if y.shape == predictions.shape else y.reshape(len(y))
+    return float(np.mean(np.argmax(predictions, axis=-1) == labels))
+
+
+def _metric(metric):
+    """(name, function of (y, predictions) -> float) for "accuracy", a Keras metric name, class or object."""
+    if metric == "accuracy":
+        return "accuracy", _accuracy
+    import keras
+
+    try:
+        found = keras.metrics.get(metric)
+    except (ValueError, TypeError):
+        found = None
+    rule = '"accuracy" or Keras metrics (names or objects)'
+    _checks.satisfies("evaluate", "metrics", metric, found is not None, rule)
+    if isinstance(found, type):
+        found = found()
+    if isinstance(found, keras.metrics.Metric):
+        def result(y, predictions):
+            found.reset_state()
+            found.update_state(y, predictions)
+            return float(found.result())
+        return (metric if isinstance(metric, str) else found.name), result
+    return (metric if isinstance(metric, str) else found.__name__), lambda y, p: float(np.mean(found(y, p)))
+
+
+def evaluate(tflite, x, y, metrics=("accuracy",), batch_size=32, num_threads=None):
+    """Scores a TFLite model on `(x, y)` with the LiteRT interpreter.
+
+    "accuracy" compares the argmax of the outputs with integer labels or with the argmax of one-hot `y`. Other
+    entries are anything `keras.metrics.get` takes ("mae", `keras.metrics.AUC()`, ...), applied to the float outputs.
+
+    Args:
+        tflite: the flatbuffer as bytes, or the path of a .tflite file.
+        x: a float array of inputs.
+        y: integer labels, one-hot labels or targets, one per sample of `x`.
+        metrics: metric names or objects. Defaults to ("accuracy",).
+        batch_size: samples per `invoke`. Defaults to 32.
+        num_threads: threads of the interpreter. Defaults to None (LiteRT's default).
+
+    Returns:
+        A dict of metric name to float.
+
+    Example:
+    >>> import keras, numpy as np, tfopt
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> scores = tfopt.export.evaluate(tfopt.export.to_tflite(model), np.ones((6, 4)), np.zeros(6, "int32"))
+    >>> sorted(scores)
+    ['accuracy']
+    """
+    if isinstance(metrics, str) or not hasattr(metrics, "__iter__"):
+        metrics = [metrics]
+    scorers = [_metric(metric) for metric in metrics]
+    _checks.satisfies("evaluate", "y", f"<{len(y)} samples>", len(y) == len(x), f"one per sample of `x` ({len(x)})")
+    predictions = predict(tflite, x, batch_size=batch_size, num_threads=num_threads)
+    return {name: score(y, predictions) for name, score in scorers}
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """Latency of one single-sample `invoke`, in milliseconds."""
+
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    runs: int
+    threads: int
+
+    def __str__(self):
+        return (f"p50 {self.p50_ms:.3f} ms, p90 {self.p90_ms:.3f} ms, mean {self.mean_ms:.3f} ms "
+                f"({self.runs} runs, {self.threads} thread{'s' if self.threads > 1 else ''})")
+
+
+def benchmark(tflite, runs=100, threads=1, warmup=10):
+    """Times `runs` invokes of the model on one random sample after `warmup` untimed ones.
+
+    Args:
+        tflite: the flatbuffer as bytes, or the path of a .tflite file.
+        runs: timed invokes. Defaults to 100.
+        threads: threads of the interpreter. Defaults to 1.
+        warmup: untimed invokes first. Defaults to 10.
+
+    Returns:
+        A `Benchmark` with the median, 90th percentile and mean latency in milliseconds.
+
+    Example:
+    >>> import keras, tfopt
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> tfopt.export.benchmark(tfopt.export.to_tflite(model), runs=5).runs
+    5
+    """
+    _checks.integer("benchmark", "runs", runs, low=1)
+    _checks.integer("benchmark", "warmup", warmup, low=0)
+    runner = interpreter(tflite, "benchmark", threads)
+    details = _single_input(runner, "benchmark")
+    shape = [1 if d == -1 else int(d) for d in details["shape_signature"]] or list(details["shape"])
+    runner.resize_tensor_input(details["index"], shape)
+    runner.allocate_tensors()
+    sample = np.random.default_rng(0).uniform(size=shape).astype("float32")
+    runner.set_tensor(details["index"], _quantize(sample, details))
+    times = []
+    for run in range(warmup + runs):
+        start = time.perf_counter()
+        runner.invoke()
+        if run >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    p50, p90 = np.percentile(times, [50, 90])
+    return Benchmark(float(p50), float(p90), float(np.mean(times)), runs, threads)

@@ -1,0 +1,106 @@
+"""`inspect`: what a TFLite flatbuffer holds — its ops with their tensor types, its inputs, outputs and size."""
+
+import dataclasses
+
+import numpy as np
+
+from tfopt.export import litert
+
+_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """One op of the main graph: its name ("CONV_2D", ...) and the dtypes of its inputs and outputs, in order.
+
+    `weight_zeros` is the fraction of exact zeros in its constant weights (input 1) for CONV_2D, DEPTHWISE_CONV_2D,
+    FULLY_CONNECTED and TRANSPOSE_CONV, None for other ops: what pruning left in the file.
+    """
+
+    name: str
+    inputs: tuple
+    outputs: tuple
+    weight_zeros: float = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """An input or output tensor: dtype, shape (-1 for a free axis) and quantization (scale 0.0 if float)."""
+
+    name: str
+    dtype: str
+    shape: tuple
+    scale: float
+    zero_point: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """What `inspect` returns. `str(summary)` is a table of the ops."""
+
+    ops: tuple
+    tensor_count: int
+    size_bytes: int
+    inputs: tuple
+    outputs: tuple
+
+    def ops_of(self, name):
+        """The ops named `name` ("CONV_2D", "FULLY_CONNECTED", ...), in graph order."""
+        return [op for op in self.ops if op.name == name]
+
+    def __str__(self):
+        width = max([len("op")] + [len(op.name) for op in self.ops])
+        lines = [f"{self.size_bytes} bytes, {len(self.ops)} ops, {self.tensor_count} tensors"]
+        for kind, specs in (("input", self.inputs), ("output", self.outputs)):
+            lines += [f"{kind} {s.name}: {s.dtype} {list(s.shape)} scale={s.scale:.6g} zero_point={s.zero_point}"
+                      for s in specs]
+        lines.append(f"{'op':<{width}}  inputs -> outputs")
+        lines += [f"{op.name:<{width}}  {', '.join(op.inputs)} -> {', '.join(op.outputs)}" for op in self.ops]
+        return "\n".join(lines)
+
+
+def _spec(details):
+    scale, zero_point = details["quantization"]
+    shape = tuple(int(d) for d in details.get("shape_signature", details["shape"]))
+    return TensorSpec(details["name"], np.dtype(details["dtype"]).name, shape, float(scale), int(zero_point))
+
+
+def _weight_zeros(runner, op):
+    if op["op_name"] not in _WEIGHTED or len(op["inputs"]) < 2:
+        return None
+    weights = runner.get_tensor(op["inputs"][1])
+    return float(np.mean(weights == 0))
+
+
+def inspect(tflite):
+    """Lists the ops, tensors, inputs and outputs of a TFLite model, as the LiteRT interpreter reads it.
+
+    Args:
+        tflite: the flatbuffer as bytes, or the path of a .tflite file.
+
+    Returns:
+        A `Summary`: `ops` (each with `name`, `inputs` and `outputs` dtype names such as "int8"), `tensor_count`,
+        `size_bytes`, `inputs` and `outputs` (`TensorSpec`s with dtype, shape, scale and zero point).
+
+    Example:
+    >>> import keras, tfopt
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> summary = tfopt.export.inspect(tfopt.export.to_tflite(model))
+    >>> [op.name for op in summary.ops], summary.inputs[0].dtype
+    (['FULLY_CONNECTED'], 'float32')
+    """
+    content = litert.read(tflite, "inspect")
+    runner = litert.interpreter(content, "inspect", delegates=False)
+    runner.allocate_tensors()
+    ops = tuple(
+        Op(op["op_name"], tuple(np.dtype(t).name for t in op["operand_types"]),
+           tuple(np.dtype(t).name for t in op["result_types"]), _weight_zeros(runner, op))
+        for op in runner._get_ops_details()
+    )
+    return Summary(
+        ops=ops,
+        tensor_count=len(runner.get_tensor_details()),
+        size_bytes=len(content),
+        inputs=tuple(_spec(d) for d in runner.get_input_details()),
+        outputs=tuple(_spec(d) for d in runner.get_output_details()),
+    )

@@ -1,0 +1,210 @@
+"""`to_tflite`: a Keras 3 or tf_keras model to a TFLite flatbuffer (float32, float16, dynamic range or int8)."""
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import warnings
+
+import keras
+import numpy as np
+
+from tfopt import _checks, _compat
+from tfopt.export import _data
+from tfopt.quantize.int16_biases import widen_int16_biases
+
+QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+_OWNER = "to_tflite"
+
+
+def _layers_within(model):
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        yield layer
+        stack.extend(getattr(layer, "layers", ()))
+
+
+def quantization_scheme(model):
+    """"int8" or "16x8" for a quantization-aware model, None for any other.
+
+    tfopt's QAT layers carry the attribute `_tfopt_quantization_scheme` (set by `tfopt.quantize.quantize_model`);
+    a tf_keras model quantized by tfmot (layers whose class names start with "Quantize", such as
+    `QuantizeWrapperV2`) is "int8".
+    """
+    for layer in _layers_within(model):
+        scheme = getattr(layer, "_tfopt_quantization_scheme", None)
+        if scheme:
+            return scheme
+        if _compat.is_legacy(layer) and type(layer).__name__.startswith("Quantize"):
+            return "int8"
+    return None
+
+
+def is_quantization_aware(model):
+    """True if `model` was prepared for quantization-aware training, so its int8 (or 16x8) ranges are in its graph.
+
+    Args:
+        model: a Keras 3 or tf_keras model.
+
+    Example:
+    >>> import keras, tfopt
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> tfopt.export.is_quantization_aware(model), tfopt.export.is_quantization_aware(tfopt.quantize.quantize_model(model))
+    (False, True)
+    """
+    return quantization_scheme(model) is not None
+
+
+def _check_ranges_learned(model):
+    """Raises unless every activation range of a tfopt QAT model has seen a training batch."""
+    untrained = [layer.name for layer in _layers_within(model)
+                 if hasattr(layer, "_tfopt_quantization_scheme") and np.asarray(getattr(layer, "batches_seen", 1)) == 0]
+    _checks.satisfies(_OWNER, "model", model, not untrained,
+                      f"trained before export: its activation ranges are learned in `fit` (untrained: {untrained})")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silences the converter: Python output, warnings and the C++ logs on file descriptors 1 and 2."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "wb") as null, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _check_arguments(model, quantization, representative_data, int8_io, scheme):
+    if not _compat.is_legacy(model):
+        _checks.instance(_OWNER, "model", model, keras.Model, "a Keras 3 or tf_keras Model")
+    _checks.choice(_OWNER, "quantization", quantization, QUANTIZATIONS)
+    _checks.instance(_OWNER, "int8_io", int8_io, bool, "a bool")
+    int8_io_fits = not int8_io or (quantization == "int8" and scheme != "16x8")
+    _checks.satisfies(_OWNER, "int8_io", int8_io, int8_io_fits,
+                      'False unless quantization="int8" (and the model is not a 16x8 QAT model)')
+    if quantization != "int8":
+        return
+    if scheme is None:
+        _checks.satisfies(
+            _OWNER, "representative_data", representative_data, representative_data is not None,
+            'given for quantization="int8" of a model that is not quantization-aware (calibration inputs, e.g. '
+            "100-200 training samples)",
+        )
+        return
+    _checks.satisfies(_OWNER, "representative_data", representative_data, representative_data is None,
+                      "None for a quantization-aware model: its ranges were learned in training")
+    _check_ranges_learned(model)
+
+
+def _check_path(path, overwrite):
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{_OWNER}: {path} already exists. Pass `overwrite=True` to replace it.")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise FileNotFoundError(f"{_OWNER}: the folder of {path} does not exist.")
+    return path
+
+
+def _write(path, content):
+    """Writes `content` to a temporary file next to `path`, then renames it: `path` is never half written."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _converter(model, quantization, representative_data, int8_io, scheme):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization is None:
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8" and representative_data is not None:  # else a QAT model: ranges from fake-quant ops
+        samples = _data.calibration_samples(representative_data, tuple(model.inputs[0].shape))
+        converter.representative_dataset = lambda: ([sample] for sample in samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if quantization == "int8" and scheme == "16x8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if int8_io:
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    return converter
+
+
+def to_tflite(model, quantization=None, representative_data=None, path=None, int8_io=False, overwrite=False):
+    """Converts `model` with TensorFlow's TFLite converter and returns the flatbuffer, optionally written to `path`.
+
+    | quantization | weights | activations | needs                                                  |
+    | ------------ | ------- | ----------- | ------------------------------------------------------ |
+    | None         | float32 | float32     |                                                        |
+    | "float16"    | float16 | float32     |                                                        |
+    | "dynamic"    | int8    | float32     |                                                        |
+    | "int8"       | int8    | int8        | `representative_data`, unless the model is QAT-trained |
+
+    "int8" with `representative_data` is full-integer post-training quantization: every op must have an int8 kernel
+    (`TFLITE_BUILTINS_INT8`) or conversion fails. A quantization-aware model (`is_quantization_aware`; from
+    `tfopt.quantize.quantize_model` or tfmot) carries its ranges in its fake-quant ops and takes no calibration data;
+    ops its fake-quant ops don't cover may stay float (check with `inspect`). "int8" of a 16x8 QAT model
+    (`quantize_model(scheme="16x8")`) gives TFLite's 16x8 mode: int8 weights, int16 activations. The converter's
+    logs are silenced.
+
+    Args:
+        model: a Keras 3 model, or a tf_keras model in a process run with `TF_USE_LEGACY_KERAS=1`. Single input.
+        quantization: None, "float16", "dynamic" or "int8". Defaults to None (float32).
+        representative_data: inputs to calibrate "int8" on: a NumPy array of samples, a `tf.data.Dataset` (batched
+            or not, of `x` or `(x, y)`), an iterable or a callable returning an iterator of batches. Up to 200
+            samples are used. Defaults to None.
+        path: if given, the file to write; it is written atomically (temporary file, then rename). Defaults to None.
+        int8_io: makes the input and output tensors int8 (only with "int8"); `tfopt.export.predict` still takes and
+            returns floats. Defaults to False.
+        overwrite: replace an existing `path`; otherwise a `FileExistsError` is raised before converting.
+            Defaults to False.
+
+    Returns:
+        The flatbuffer as `bytes`.
+
+    Example:
+    >>> import keras, numpy as np, tfopt
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> flatbuffer = tfopt.export.to_tflite(model, "int8", representative_data=np.random.rand(50, 4))
+    >>> tfopt.export.inspect(flatbuffer).ops_of("FULLY_CONNECTED")[0].outputs
+    ('int8',)
+    """
+    scheme = quantization_scheme(model) if quantization == "int8" else None
+    _check_arguments(model, quantization, representative_data, int8_io, scheme)
+    if path is not None:
+        path = _check_path(path, overwrite)
+    converter = _converter(model, quantization, representative_data, int8_io, scheme)
+    try:
+        with _quiet():
+            flatbuffer = converter.convert()
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RuntimeError(
+            f"{_OWNER}: the TFLite converter failed for quantization={quantization!r}: {reason}"
+        ) from error
+    if scheme == "16x8":
+        flatbuffer = widen_int16_biases(flatbuffer)
+    if path is not None:
+        _write(path, flatbuffer)
+    return flatbuffer
