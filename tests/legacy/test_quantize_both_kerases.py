@@ -1,0 +1,86 @@
+"""`tfopt.quantize.quantize_model` on the digits CNN in both Kerases, side by side in one (legacy) process: tfmot's
+QAT for the tf_keras copy, tfopt's for the Keras 3 model, each exported to int8 TFLite and run by LiteRT."""
+
+import keras
+import numpy as np
+import pytest
+import tf_keras
+
+import tfopt
+from tfopt.demo.data import batches
+from tfopt.demo.model import compile_for_digits
+
+EPOCHS, RATE = 3, 1e-4
+
+
+def fit(model, digits, compile_model):
+    keras.utils.set_random_seed(0)
+    compile_model(model)
+    model.fit(batches(digits.x_train, digits.y_train, shuffle=True), epochs=EPOCHS, verbose=0, shuffle=False)
+    return model
+
+
+def compile_tf_keras(model):
+    loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(tf_keras.optimizers.Adam(RATE), loss, metrics=["accuracy"])
+
+
+def compile_keras3(model):
+    compile_for_digits(model, keras.optimizers.Adam(RATE))
+
+
+def int8_accuracy(model, digits):
+    flatbuffer = tfopt.export.to_tflite(model, "int8")
+    ops = [op for op in tfopt.export.inspect(flatbuffer).ops if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                                                            "FULLY_CONNECTED")]
+    assert len(ops) == 5 and all(op.inputs[:2] == ("int8", "int8") for op in ops)
+    return tfopt.export.evaluate(flatbuffer, digits.x_test, digits.y_test)["accuracy"]
+
+
+@pytest.mark.slow
+def test_tfmot_and_tfopt_qat_reach_the_same_accuracy(digits_model, digits):
+    tfmot_qat = fit(tfopt.quantize.quantize_model(tfopt.compat.to_tf_keras(digits_model)), digits, compile_tf_keras)
+    assert any(type(layer).__name__ == "QuantizeWrapperV2" for layer in tfmot_qat.layers)
+    tfopt_qat = fit(tfopt.quantize.quantize_model(digits_model), digits, compile_keras3)
+    tfmot_accuracy, tfopt_accuracy = int8_accuracy(tfmot_qat, digits), int8_accuracy(tfopt_qat, digits)
+    print(f"\nint8 TFLite accuracy: tfmot (tf_keras) {tfmot_accuracy:.4f}, tfopt (Keras 3) {tfopt_accuracy:.4f}")
+    assert abs(tfmot_accuracy - tfopt_accuracy) <= 0.005
+
+
+def kernel_of(wrapper):
+    """The float kernel a tfmot QuantizeWrapper trains (its `layer.kernel` is replaced by the fake-quantized one)."""
+    return next(w for w in wrapper.weights if w.name.endswith("kernel:0")).numpy()
+
+
+def small_tf_keras_model():
+    return tf_keras.Sequential([tf_keras.Input((6, 6, 1)), tf_keras.layers.Conv2D(4, 3, name="conv"),
+                                tf_keras.layers.Flatten(name="flat"), tf_keras.layers.Dense(3, name="out")])
+
+
+def test_skip_leaves_layers_unwrapped_and_the_weights_are_carried():
+    model = small_tf_keras_model()
+    quantized = tfopt.quantize.quantize_model(model, skip=["out"])
+    kinds = {layer.name: type(layer).__name__ for layer in quantized.layers}
+    assert kinds["quant_conv"] == "QuantizeWrapperV2" and kinds["out"] == "Dense"
+    np.testing.assert_array_equal(kernel_of(quantized.get_layer("quant_conv")), model.get_layer("conv").kernel.numpy())
+
+
+def test_preserve_sparsity_uses_tfmots_prune_preserving_scheme():
+    model = small_tf_keras_model()
+    kernel = model.get_layer("out").kernel.numpy()
+    kernel[::2] = 0.0
+    model.get_layer("out").kernel.assign(kernel)
+    quantized = tfopt.quantize.quantize_model(model, preserve_sparsity=True)
+    quantized.compile(tf_keras.optimizers.Adam(0.05), "mse")
+    rng = np.random.default_rng(0)
+    quantized.fit(rng.normal(size=(32, 6, 6, 1)), rng.normal(size=(32, 3)), epochs=3, verbose=0)
+    trained = kernel_of(quantized.get_layer("quant_out"))
+    assert np.all(trained[::2] == 0.0) and np.all(trained[1::2] != 0.0)
+
+
+def test_tf_keras_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"argument `scheme` must be 'int8' for a tf_keras model, which tfmot "
+                                         r"quantizes: tfmot has no 16x8 QAT. Received: scheme='16x8'"):
+        tfopt.quantize.quantize_model(small_tf_keras_model(), scheme="16x8")
+    with pytest.raises(ValueError, match=r"argument `skip` must name layers of the model; not one: \['nope'\]"):
+        tfopt.quantize.quantize_model(small_tf_keras_model(), skip=["nope"])
