@@ -1,5 +1,6 @@
 """A Keras 3 QAT model through tfopt.export: integer kernels in the TFLite file, outputs as in Keras."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -45,3 +46,23 @@ def test_export_errors_for_qat_models(mobile_block_model, mobile_block_data, tra
         tfopt.export.to_tflite(trained_qat("int8"), "int8", representative_data=mobile_block_data[0])
     with pytest.raises(ValueError, match=r"argument `int8_io` must be False unless .* not a 16x8 QAT model"):
         tfopt.export.to_tflite(trained_qat("16x8"), "int8", int8_io=True)
+
+
+def test_mixed_precision_trains_and_exports_through_a_float32_copy(mobile_block_model, mobile_block_data,
+                                                                   compile_classifier):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        quantized = compile_classifier(quantize_model(mobile_block_model()))
+        history = quantized.fit(*mobile_block_data, epochs=3, verbose=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    with pytest.raises(ValueError, match=r"argument `model` must be computing in float32 for int8 kernels, not in "
+                                         r"\['mixed_float16'\]: build it under keras.config.set_dtype_policy"):
+        tfopt.export.to_tflite(quantized, "int8")
+    copy = quantize_model(mobile_block_model())
+    copy.set_weights(quantized.get_weights())
+    x = mobile_block_data[0]
+    agreement = np.mean(tfopt.export.predict(tfopt.export.to_tflite(copy, "int8"), x).argmax(1)
+                        == quantized.predict(x, verbose=0).argmax(1))
+    assert agreement >= 0.95

@@ -95,6 +95,14 @@ def _check_arguments(model, quantization, representative_data, int8_io, scheme):
                       'False unless quantization="int8" (and the model is not a 16x8 QAT model)')
     if quantization != "int8":
         return
+    half = sorted({layer.dtype_policy.name for layer in _layers_within(model) if not _compat.is_legacy(layer)
+                   and getattr(layer, "dtype_policy", None) is not None
+                   and layer.dtype_policy.compute_dtype in ("float16", "bfloat16")})
+    _checks.satisfies(
+        _OWNER, "model", model, not half,
+        f"computing in float32 for int8 kernels, not in {half}: build it under "
+        "keras.config.set_dtype_policy('float32') and copy the weights in (model.set_weights(trained.get_weights()))",
+    )
     if scheme is None:
         _checks.satisfies(
             _OWNER, "representative_data", representative_data, representative_data is not None,

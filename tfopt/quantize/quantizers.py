@@ -76,7 +76,7 @@ class QuantizeActivation(QuantizationAware, keras.layers.Layer):
     """
 
     def __init__(self, scheme="int8", decay=0.99, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(autocast=False, **kwargs)  # its float32 ranges stay float32 under mixed precision
         self.scheme = scheme
         self._scheme = schemes.get(type(self).__name__, scheme)
         self.decay = decay
