@@ -1,28 +1,58 @@
 import sys
 
+import numpy as np
 import pytest
 
+import tfopt
 from tfopt import cli
 from tfopt.demo import run
 
+STAGES = ["dense float32", "dense PTQ int8", "pruned 80% float32", "pruned 80% + QAT int8"]
+KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
 
 @pytest.mark.slow
-def test_demo_trains_digits_to_95_percent_and_prunes_to_a_third_of_the_size(tmp_path):
+def test_demo_trains_prunes_and_quantizes_digits_into_an_int8_file_a_tenth_of_the_size(tmp_path):
     lines = []
     results = run(tmp_path, quick=False, log=lines.append)
     assert results["test_accuracy"] >= 0.95  # at the rate the LR range test suggested
     assert 1e-5 < results["suggested_lr"] < 1.0
     assert results["pruned_accuracy"] >= results["test_accuracy"] - 0.015
-    assert results["pruned_gzipped_bytes"] <= results["dense_gzipped_bytes"] / 3
-    for name in ("lr_find.png", "schedule.png"):
+    assert results["int8_accuracy"] >= results["pruned_accuracy"] - 0.01
+    assert results["targets_met"]
+    rows = {row.stage: row for row in results["rows"]}
+    assert list(rows) == STAGES
+    assert rows["pruned 80% float32"].gzipped_kb <= rows["dense float32"].gzipped_kb / 3
+    assert rows["pruned 80% + QAT int8"].gzipped_kb <= rows["dense float32"].gzipped_kb / 8
+    assert rows["pruned 80% + QAT int8"].tflite_accuracy == results["int8_accuracy"]
+    for row in rows.values():
+        assert row.tflite_accuracy >= row.keras_accuracy - 0.01 and row.p50_ms > 0
+
+    table = (tmp_path / "results.md").read_text()
+    assert table.startswith("| stage | Keras accuracy | TFLite accuracy |")
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == STAGES
+    for name in ("lr_find.png", "schedule.png", "results.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+    kernels = [op for op in tfopt.export.inspect(tmp_path / "digits_int8.tflite").ops if op.name in KERNEL_OPS]
+    assert len(kernels) == 5 and all(op.inputs[:2] == ("int8", "int8") for op in kernels)
+    assert min(op.weight_zeros for op in kernels) >= 0.79, kernels
+    with np.load(tmp_path / "digits_test.npz") as test:
+        scores = tfopt.export.evaluate(tmp_path / "digits_int8.tflite", test["x"], test["y"])
+    assert scores["accuracy"] == results["int8_accuracy"]
     assert any("Test accuracy" in line for line in lines)
+    assert any("tfopt inspect" in line for line in lines)
 
 
 @pytest.mark.slow
 def test_cli_demo_quick(tmp_path, capsys):
-    assert cli.main(["demo", "--out", str(tmp_path / "out"), "--quick"]) == 0
-    assert "Test accuracy" in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--out", str(out), "--quick"]) == 0
+    printed = capsys.readouterr().out
+    assert "Test accuracy" in printed and "| pruned 80% + QAT int8 |" in printed
+    assert f"tfopt evaluate {out / 'digits_int8.tflite'} --data {out / 'digits_test.npz'}" in printed
+    for name in ("results.md", "results.png", "digits_int8.tflite", "digits_test.npz"):
+        assert (out / name).is_file()
 
 
 def test_cli_rejects_an_unknown_command(capsys):

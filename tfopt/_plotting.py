@@ -8,7 +8,8 @@ Example:
 """
 
 import os
-import tempfile
+
+from tfopt import _files
 
 
 def new_figure(size=(6, 4)):
@@ -23,15 +24,5 @@ def new_figure(size=(6, 4)):
 
 def save_png(figure, path):
     """Writes `figure` to `path` as a PNG through a temporary file, so a failure leaves no partial file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".png", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=100)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return path
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return _files.write_atomically(path, lambda stream: figure.savefig(stream, format="png", dpi=100))

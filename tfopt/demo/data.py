@@ -12,6 +12,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from tfopt import _files
+
 BATCH_SIZE = 32
 
 
@@ -47,3 +49,9 @@ def batches(x, y, shuffle):
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=0, reshuffle_each_iteration=True)
     return dataset.batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE)
+
+
+def save_test_split(split, path):
+    """Writes the test images and labels to the `.npz` file `path` as arrays "x" and "y", the names
+    `tfopt evaluate --data` reads (through a temporary file, so `path` is never half written)."""
+    return _files.write_atomically(path, lambda file: np.savez(file, x=split.x_test, y=split.y_test))

@@ -1,8 +1,11 @@
-"""The demo pipeline on the digits: LR range test, one-cycle training at the suggested rate, pruning to 80%.
+"""The demo pipeline on the digits: LR range test, one-cycle training at the suggested rate, pruning to 80%,
+quantization-aware training of the pruned model, int8 export, and a final table of every stage's TFLite file.
 
 Example:
     >>> from tfopt.demo import run
     >>> results = run("/tmp/tfopt-demo", quick=True)  # doctest: +SKIP
+    >>> results["rows"][-1].stage  # doctest: +SKIP
+    'pruned 80% + QAT int8'
 """
 
 import math
@@ -11,12 +14,17 @@ import os
 import keras
 
 import tfopt
-from tfopt.demo.data import BATCH_SIZE, batches, load_digits_split
+from tfopt.demo import report
+from tfopt.demo.data import BATCH_SIZE, batches, load_digits_split, save_test_split
+from tfopt.demo.measure import measure
 from tfopt.demo.model import compile_for_digits, digits_cnn
 from tfopt.demo.prune_stage import prune
-from tfopt.demo.sizes import tflite_sizes
+from tfopt.demo.quantize_stage import quantize
 
 ACCURACY_TARGET = 0.95
+INT8_TOLERANCE = 0.01  # the int8 file may lose at most 1 point of the float model it was quantized from
+INT8_FILE = "digits_int8.tflite"
+TEST_FILE = "digits_test.npz"
 
 
 def _find_rate(split, out, log):
@@ -41,29 +49,51 @@ def _train_one_cycle(split, max_lr, epochs, out, log):
     return model, float(accuracy)
 
 
-def _summary(rows, log):
-    log(f"\n{'stage':<22}{'test accuracy':>14}{'TFLite KB':>11}{'gzipped KB':>12}")
-    for stage, accuracy, (raw, gzipped) in rows:
-        log(f"{stage:<22}{accuracy:>14.4f}{raw / 1024:>11.1f}{gzipped / 1024:>12.1f}")
+def _measure_stages(split, stages):
+    """Exports each (stage, Keras model, its accuracy, `to_tflite` keywords) and measures the file."""
+    return [measure(stage, accuracy, tfopt.export.to_tflite(model, **keywords), split)
+            for stage, model, accuracy, keywords in stages]
+
+
+def _int8_verdict(rows, accuracy, log):
+    int8_accuracy = rows[-1].tflite_accuracy
+    met = int8_accuracy >= accuracy - INT8_TOLERANCE
+    log(f"int8 TFLite accuracy: {int8_accuracy:.4f} vs the pruned float model {accuracy:.4f} "
+        f"(target: within {INT8_TOLERANCE * 100:.0f} point: {'met' if met else 'NOT met'})")
+    return met
 
 
 def run(out="tfopt-demo", quick=False, log=print):
-    """Runs every stage, writes its figures to `out`, and returns a dict of the headline numbers."""
+    """Runs every stage, writes its figures, table and int8 file to `out`, and returns the headline numbers: a dict
+    with the rate, the accuracies, the table's `rows` (`tfopt.demo.measure.Row`) and `targets_met`."""
     os.makedirs(out, exist_ok=True)
     split = load_digits_split()
     log(f"Digits: {len(split.x_train)} training and {len(split.x_test)} test images (80/20 split).")
     max_lr = _find_rate(split, out, log)
-    epochs = 4 if quick else 20
-    dense, accuracy = _train_one_cycle(split, max_lr, epochs, out, log)
-    verdict = "met" if accuracy >= ACCURACY_TARGET else "NOT met"
-    log(f"Test accuracy: {accuracy:.4f} (target >= {ACCURACY_TARGET}: {verdict})")
+    dense, accuracy = _train_one_cycle(split, max_lr, 4 if quick else 20, out, log)
+    accuracy_met = accuracy >= ACCURACY_TARGET
+    log(f"Test accuracy: {accuracy:.4f} (target >= {ACCURACY_TARGET}: {'met' if accuracy_met else 'NOT met'})")
     pruned, pruned_accuracy = prune(split, dense, epochs=2 if quick else 8, log=log)
-    rows = [("dense (OneCycle)", accuracy, tflite_sizes(dense)), ("80% sparse", pruned_accuracy, tflite_sizes(pruned))]
-    _summary(rows, log)
+    qat, qat_accuracy = quantize(split, pruned, epochs=1 if quick else 3, log=log)
+    int8_path = os.path.join(out, INT8_FILE)
+    rows = _measure_stages(split, [
+        ("dense float32", dense, accuracy, {}),
+        ("dense PTQ int8", dense, accuracy, {"quantization": "int8", "representative_data": split.x_train[:200]}),
+        ("pruned 80% float32", pruned, pruned_accuracy, {}),
+        ("pruned 80% + QAT int8", qat, qat_accuracy, {"quantization": "int8", "path": int8_path, "overwrite": True}),
+    ])
+    test_path = save_test_split(split, os.path.join(out, TEST_FILE))
+    table_paths = report.save(rows, out)
+    log("\n" + report.markdown(rows) + "\n\n-> " + " and ".join(table_paths))
+    int8_met = _int8_verdict(rows, pruned_accuracy, log)
+    log(f"Try the int8 file: tfopt inspect {int8_path}\n"
+        f"                   tfopt evaluate {int8_path} --data {test_path}")
     return {
         "suggested_lr": max_lr,
         "test_accuracy": accuracy,
         "pruned_accuracy": pruned_accuracy,
-        "dense_gzipped_bytes": rows[0][2][1],
-        "pruned_gzipped_bytes": rows[1][2][1],
+        "qat_accuracy": qat_accuracy,
+        "int8_accuracy": rows[-1].tflite_accuracy,
+        "rows": rows,
+        "targets_met": accuracy_met and int8_met,
     }

@@ -4,13 +4,12 @@ import contextlib
 import io
 import os
 import sys
-import tempfile
 import warnings
 
 import keras
 import numpy as np
 
-from tfopt import _checks, _compat
+from tfopt import _checks, _compat, _files
 from tfopt.export import _data
 from tfopt.quantize.int16_biases import widen_int16_biases
 
@@ -124,21 +123,6 @@ def _check_path(path, overwrite):
     return path
 
 
-def _write(path, content):
-    """Writes `content` to a temporary file next to `path`, then renames it: `path` is never half written."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def _converter(model, quantization, representative_data, int8_io, scheme):
     import tensorflow as tf
 
@@ -214,5 +198,5 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
     if scheme == "16x8":
         flatbuffer = widen_int16_biases(flatbuffer)
     if path is not None:
-        _write(path, flatbuffer)
+        _files.write_atomically(path, lambda file: file.write(flatbuffer))
     return flatbuffer

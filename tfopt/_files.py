@@ -1,0 +1,39 @@
+"""Writing files so that a failure never leaves a half-written file or replaces a good one.
+
+Example:
+    >>> from tfopt import _files
+    >>> _files.write_atomically("/tmp/tfopt-example.txt", lambda file: file.write(b"ok"))
+    '/tmp/tfopt-example.txt'
+"""
+
+import os
+import tempfile
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(path, write):
+    """Calls `write(file)` on a temporary binary file next to `path`, then renames it to `path`.
+
+    The file gets the permissions a plain `open(path, "wb")` would (0666 less the umask), not mkstemp's 0600.
+    On any error the temporary file is removed and `path` is left as it was. Returns `path`.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return path
