@@ -72,3 +72,26 @@ def test_errors_are_one_line_on_stderr(files, float_tflite, capsys, argv, messag
     assert cli.main([arg.format(**names) for arg in argv]) == 1
     err = capsys.readouterr().err
     assert message.format(**names) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_export_refuses_a_file_that_carries_code(tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2.0)(inputs)).save(tmp_path / "lambda.keras")
+    assert cli.main(["export", str(tmp_path / "lambda.keras"), "-o", str(tmp_path / "out.tflite")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot load {tmp_path / 'lambda.keras'} as a Keras model" in err and "safe_mode" in err
+    assert not (tmp_path / "out.tflite").exists()
+
+
+def test_export_of_a_qat_model_needs_no_calibration(digits_model, digits, tmp_path, capsys):
+    import tfopt
+
+    quantized = tfopt.quantize.quantize_model(digits_model)
+    quantized.compile("adam", "sparse_categorical_crossentropy")
+    quantized.fit(digits.x_train[:64], digits.y_train[:64], epochs=1, verbose=0)  # learns the activation ranges
+    quantized.save(tmp_path / "qat.keras")
+    assert cli.main(["export", str(tmp_path / "qat.keras"), "--quantization", "int8"]) == 0
+    summary = export.inspect(tmp_path / "qat.tflite")
+    assert all(op.inputs[:2] == ("int8", "int8") for op in summary.ops_of("CONV_2D") + summary.ops_of("FULLY_CONNECTED"))
