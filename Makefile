@@ -29,6 +29,7 @@ bench: install
 	$(PY) benchmarks/lr_callbacks.py
 	$(PY) benchmarks/optimizers.py
 	$(PY) benchmarks/pruning.py
+	$(PY) benchmarks/quantization.py
 
 clean:
 	rm -rf $(VENV) tfopt-demo .test-results
