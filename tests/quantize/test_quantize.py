@@ -141,3 +141,19 @@ def test_model_errors_name_the_argument(mobile_block_model):
         quantize_model(mobile_block_model(), scheme="16x8")
     with pytest.raises(TypeError, match=r"argument `skip` must be a list of layer names and layer classes"):
         quantize_model(mobile_block_model(), skip=[3])
+
+
+def test_a_shared_layer_stays_one_layer_with_one_set_of_weights(compile_classifier):
+    shared_dense, shared_norm = L.Dense(4, name="shared"), L.BatchNormalization(name="norm")
+    left, right = keras.Input((6,), name="left"), keras.Input((6,), name="right")
+    merged = L.Add(name="add")([shared_norm(shared_dense(left)), shared_norm(shared_dense(right))])
+    model = keras.Model([left, right], L.Dense(3, activation="softmax", name="head")(merged))
+    quantized = quantize_model(model)
+    assert sum(isinstance(layer, QuantizeConvolution) and layer.layer.name == "shared"
+               for layer in quantized.layers) == 1
+    assert quantized.get_layer("quantize_shared").batch_norm is None  # shared: not folded
+    assert isinstance(quantized.get_layer("quantize_norm"), QuantizeOutputs)
+    rng = np.random.default_rng(5)
+    x = [rng.normal(size=(32, 6)).astype("float32") for _ in range(2)]
+    compile_classifier(quantized).fit(x, rng.integers(0, 3, 32), epochs=1, verbose=0)
+    assert len(quantized.get_layer("quantize_shared").trainable_weights) == 2

@@ -193,8 +193,9 @@ class QuantizeOutputs(QuantizationAware, keras.layers.Wrapper):
         super().build(input_shape)
         self.output_quantizer.build(self.layer.compute_output_shape(input_shape))
 
-    def call(self, inputs, training=None):
-        return self.output_quantizer(self.layer(inputs, training=training), training=training)
+    def call(self, inputs, training=None, **kwargs):
+        outputs = self.layer(inputs, training=training, **kwargs)  # kwargs: the layer's own, such as `mask`
+        return self.output_quantizer(outputs, training=training)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

@@ -78,10 +78,11 @@ class _Rebuilder:
         self.scheme, self.skip, self.preserve_sparsity = scheme, skip, preserve_sparsity
         self.fusions, self.absorbed = {}, set()
         for layer, _ in graph.calls:
-            if isinstance(layer, FOLDABLE) and not _skipped(layer, skip) and graph.call_count(layer) == 1:
-                self.fusions[id(layer)] = _fusion(graph, layer)
+            if isinstance(layer, FOLDABLE) and not _skipped(layer, skip):
+                shared = graph.call_count(layer) > 1  # a shared layer keeps its BatchNorm and activation apart
+                self.fusions[id(layer)] = (None, None, []) if shared else _fusion(graph, layer)
                 self.absorbed.update(id(member) for member in self.fusions[id(layer)][2])
-        self.fills, self.quantized_inputs, self.produced = [], {}, set()
+        self.fills, self.quantized_inputs, self.produced, self.replacements = [], {}, set(), {}
 
     def _copy(self, layer):
         duplicate = _cloning.copy_layer(layer)
@@ -121,7 +122,9 @@ class _Rebuilder:
             lambda t: self._quantize_input(t) if isinstance(t, keras.KerasTensor) and id(t) not in self.produced
             else t, args,
         )
-        outputs = self._layer_for(layer)(*args, **kwargs)
+        if id(layer) not in self.replacements:  # a shared layer stays shared
+            self.replacements[id(layer)] = self._layer_for(layer)
+        outputs = self.replacements[id(layer)](*args, **kwargs)
         self.produced.update(id(t) for t in keras.tree.flatten(outputs))
         return outputs
 
