@@ -77,7 +77,7 @@ class _Steps:
             on_train_batch_end=lambda batch, logs: self.stamps.append(time.perf_counter())
         )
         for model in self.models.values():  # trace before timing
-            model.fit(self.dataset, epochs=1, steps_per_epoch=5, verbose=0)
+            model.fit(self.dataset, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)
 
     def round(self):
         """One fit of `steps` steps per model, in alternating order; {name: [seconds per step, ...]}."""
@@ -87,7 +87,7 @@ class _Steps:
         times = {}
         for name in names:
             self.stamps.clear()
-            self.models[name].fit(self.dataset, epochs=1, steps_per_epoch=self.steps, verbose=0,
+            self.models[name].fit(self.dataset, epochs=1, steps_per_epoch=self.steps, verbose=0, shuffle=False,
                                   callbacks=[self.timer])
             times[name] = [end - start for start, end in zip(self.stamps, self.stamps[1:])]
         return times

@@ -66,3 +66,23 @@ def test_mixed_precision_trains_and_exports_through_a_float32_copy(mobile_block_
     agreement = np.mean(tfopt.export.predict(tfopt.export.to_tflite(copy, "int8"), x).argmax(1)
                         == quantized.predict(x, verbose=0).argmax(1))
     assert agreement >= 0.95
+
+
+@pytest.mark.parametrize("quantization", [None, "float16", "dynamic"])
+def test_a_qat_model_exports_only_to_int8(trained_qat, quantization):
+    with pytest.raises(ValueError, match=r'to_tflite: argument `quantization` must be "int8" for a quantization-aware '
+                                         r"model, whose fake-quant ops make integer kernels"):
+        tfopt.export.to_tflite(trained_qat("int8"), quantization)
+
+
+def test_inspect_reads_a_file_whose_weights_are_computed_at_run_time():
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    quantized = quantize_model(model)
+    quantized(np.ones((2, 6, 6, 1), "float32"), training=True)  # learns the activation ranges
+    # Converted without optimizations, the Dense kernel stays a DEQUANTIZE of stored uint8 values, run each invoke.
+    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(quantized).convert()
+    dense = tfopt.export.inspect(flatbuffer).ops_of("FULLY_CONNECTED")
+    assert len(dense) == 1 and dense[0].weight_zeros is None

@@ -14,7 +14,7 @@ class Op:
     """One op of the main graph: its name ("CONV_2D", ...) and the dtypes of its inputs and outputs, in order.
 
     `weight_zeros` is the fraction of exact zeros in its constant weights (input 1) for CONV_2D, DEPTHWISE_CONV_2D,
-    FULLY_CONNECTED and TRANSPOSE_CONV, None for other ops: what pruning left in the file.
+    FULLY_CONNECTED and TRANSPOSE_CONV when the file stores them, None otherwise: what pruning left in the file.
     """
 
     name: str
@@ -68,7 +68,10 @@ def _spec(details):
 def _weight_zeros(runner, op):
     if op["op_name"] not in _WEIGHTED or len(op["inputs"]) < 2:
         return None
-    weights = runner.get_tensor(op["inputs"][1])
+    try:
+        weights = runner.get_tensor(op["inputs"][1])
+    except ValueError:  # computed while the model runs (dequantized, say), not stored in the file
+        return None
     return float(np.mean(weights == 0))
 
 

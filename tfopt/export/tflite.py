@@ -92,6 +92,9 @@ def _check_arguments(model, quantization, representative_data, int8_io, scheme):
     int8_io_fits = not int8_io or (quantization == "int8" and scheme != "16x8")
     _checks.satisfies(_OWNER, "int8_io", int8_io, int8_io_fits,
                       'False unless quantization="int8" (and the model is not a 16x8 QAT model)')
+    _checks.satisfies(_OWNER, "quantization", quantization, scheme is None or quantization == "int8",
+                      '"int8" for a quantization-aware model, whose fake-quant ops make integer kernels (export the '
+                      "float model it was made from for float32, float16 or dynamic range)")
     if quantization != "int8":
         return
     half = sorted({layer.dtype_policy.name for layer in _layers_within(model) if not _compat.is_legacy(layer)
@@ -182,7 +185,7 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
     >>> tfopt.export.inspect(flatbuffer).ops_of("FULLY_CONNECTED")[0].outputs
     ('int8',)
     """
-    scheme = quantization_scheme(model) if quantization == "int8" else None
+    scheme = quantization_scheme(model)
     _check_arguments(model, quantization, representative_data, int8_io, scheme)
     if path is not None:
         path = _check_path(path, overwrite)
