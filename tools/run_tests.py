@@ -1,7 +1,8 @@
 """Runs tfopt's tests in two pytest processes and prints one closing summary.
 
-1. Keras 3: every test outside tests/legacy.
-2. tf_keras: tests/legacy with TF_USE_LEGACY_KERAS=1, set before TensorFlow is imported.
+1. Keras 3: every test outside tests/legacy, and the `Example:` blocks of tfopt's docstrings (doctests).
+2. tf_keras: tests/legacy and the doctests of the tfmot adapters, with TF_USE_LEGACY_KERAS=1 set before
+   TensorFlow is imported.
 
 pytest's exit code 5 (no test collected) counts as success for a process; the summary line
 `tfopt: N passed, N failed, N skipped` adds both processes up, and the exit code is non-zero if any test failed.
@@ -52,9 +53,12 @@ def main(argv=None):
     def combine(base):
         return f"({base}) and ({args.marker})" if args.marker else base
 
+    tfmot_adapters = ["tfopt/prune/tfmot.py", "tfopt/quantize/tfmot.py"]  # their examples import tfmot
     runs = [
-        _run("keras3", ["tests", "--ignore=tests/legacy"], {}, combine("not legacy"), extra),
-        _run("tf_keras", ["tests/legacy"], {"TF_USE_LEGACY_KERAS": "1"}, args.marker, extra),
+        _run("keras3", ["tests", "--ignore=tests/legacy", "tfopt", "--doctest-modules", "--ignore-glob=*/tfmot.py"],
+             {}, combine("not legacy"), extra),
+        _run("tf_keras", ["tests/legacy", *tfmot_adapters, "--doctest-modules"], {"TF_USE_LEGACY_KERAS": "1"},
+             args.marker, extra),
     ]
     total = {key: sum(counts[key] for counts, _ in runs) for key in ("passed", "failed", "skipped")}
     print(f"\ntfopt: {total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped", flush=True)

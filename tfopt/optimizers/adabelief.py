@@ -56,7 +56,7 @@ class AdaBelief(keras.optimizers.Optimizer):
     >>> import keras, tfopt
     >>> optimizer = tfopt.optimizers.AdaBelief(learning_rate=0.1, rectify=False)
     >>> w = keras.Variable([1.0, 2.0])
-    >>> optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -0.5]), w)])
+    >>> _ = optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -0.5]), w)])
     >>> [round(float(x), 6) for x in w.numpy()]  # step 1: a sign step of size learning_rate / beta_1
     [0.888889, 2.111111]
 

@@ -46,7 +46,7 @@ class Adan(keras.optimizers.Optimizer):
     >>> import keras, tfopt
     >>> optimizer = tfopt.optimizers.Adan(learning_rate=0.1, weight_decay=0.02)
     >>> w = keras.Variable([1.0, 2.0])
-    >>> optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -0.5]), w)])
+    >>> _ = optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -0.5]), w)])
     >>> [round(float(x), 6) for x in w.numpy()]  # step 1: a sign step, then the division by 1 + 0.1 * 0.02
     [0.898204, 2.095808]
 

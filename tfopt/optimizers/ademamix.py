@@ -67,7 +67,7 @@ class AdEMAMix(keras.optimizers.Optimizer):
     >>> import keras, tfopt
     >>> optimizer = tfopt.optimizers.AdEMAMix(learning_rate=0.1, alpha_warmup=1000, beta_3_warmup=1000)
     >>> w = keras.Variable([1.0, 2.0])
-    >>> optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -0.5]), w)])
+    >>> _ = optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -0.5]), w)])
     >>> [round(float(x), 6) for x in w.numpy()]  # step 1: Adam's sign step + alpha_1 * m2 = 0.005 * 0.025
     [0.899975, 2.100025]
 

@@ -69,7 +69,7 @@ class RAdam(keras.optimizers.Optimizer):
     >>> import keras, tfopt
     >>> optimizer = tfopt.optimizers.RAdam(learning_rate=0.1)
     >>> w = keras.Variable([1.0, 2.0])
-    >>> optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -0.5]), w)])
+    >>> _ = optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.5, -0.5]), w)])
     >>> [round(float(x), 6) for x in w.numpy()]  # step 1: rho_1 = 1, an un-adapted momentum step
     [0.95, 2.05]
 

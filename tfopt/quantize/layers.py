@@ -64,7 +64,7 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
     >>> import keras, numpy as np
     >>> from tfopt.quantize import QuantizeConvolution
     >>> layer = QuantizeConvolution(keras.layers.Dense(3), activation="relu")
-    >>> layer(np.ones((2, 4), "float32"), training=True).shape
+    >>> tuple(layer(np.ones((2, 4), "float32"), training=True).shape)
     (2, 3)
     """
 
@@ -179,7 +179,7 @@ class QuantizeOutputs(QuantizationAware, keras.layers.Wrapper):
     >>> import keras, numpy as np
     >>> from tfopt.quantize import QuantizeOutputs
     >>> add = QuantizeOutputs(keras.layers.Add())
-    >>> add([np.ones((1, 2), "float32"), np.ones((1, 2), "float32")], training=True).shape
+    >>> tuple(add([np.ones((1, 2), "float32"), np.ones((1, 2), "float32")], training=True).shape)
     (1, 2)
     """
 

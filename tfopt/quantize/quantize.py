@@ -91,7 +91,8 @@ class _Rebuilder:
 
     def _quantize_input(self, tensor):
         if id(tensor) not in self.quantized_inputs:
-            name = f"quantize_{tensor.name}" if tensor.name else None
+            named = tensor.name and not tensor.name.startswith("keras_tensor")  # an Input given a name
+            name = f"quantize_{tensor.name}" if named else None
             self.quantized_inputs[id(tensor)] = QuantizeActivation(self.scheme, name=name)(tensor)
         return self.quantized_inputs[id(tensor)]
 
@@ -158,8 +159,8 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
     >>> import keras, tfopt
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="out")])
     >>> quantized = tfopt.quantize.quantize_model(model)
-    >>> [layer.name for layer in quantized.layers]
-    ['input_layer', 'quantize_input_layer', 'quantize_out']
+    >>> [type(layer).__name__ for layer in quantized.layers]
+    ['InputLayer', 'QuantizeActivation', 'QuantizeConvolution']
     """
     scheme_spec = schemes.get(_OWNER, scheme)
     skip = _check_skip(skip)

@@ -29,8 +29,8 @@ def fake_quant_weights(kernel, axis=None, bits=8):
     Example:
     >>> import numpy as np
     >>> from tfopt.quantize.quantizers import fake_quant_weights
-    >>> np.asarray(fake_quant_weights(np.array([1.0, -0.5, 0.004], "float32"))).round(4).tolist()
-    [1.0, -0.5, 0.0]
+    >>> np.asarray(fake_quant_weights(np.array([1.27, -0.5, 0.003], "float32"))).astype("float64").round(4).tolist()
+    [1.27, -0.5, 0.0]
     """
     reduce_axes = None if axis is None else [a for a in range(len(kernel.shape)) if a != axis % len(kernel.shape)]
     bound = ops.maximum(ops.stop_gradient(ops.max(ops.abs(kernel), axis=reduce_axes)), _TINY)
