@@ -69,7 +69,8 @@ def main(argv=None):
     qat_model = compile_and_fit(tfopt.quantize.quantize_model(model), 1e-4, data, epochs=1 if args.quick else 3)
     qat = tfopt.export.to_tflite(qat_model, "int8")
     accuracies["QAT int8"] = report("quantization-aware int8", qat, len(float32), data)
-    print("int8 kernels:", sorted({op.name for op in tfopt.export.inspect(qat).ops if op.inputs[:2] == ("int8", "int8")}))
+    integer_ops = {op.name for op in tfopt.export.inspect(qat).ops if op.inputs[:2] == ("int8", "int8")}
+    print("ops on int8 inputs and weights:", sorted(integer_ops))
 
     tolerance = 0.05 if args.quick else 0.015
     worst = min(accuracies["PTQ int8"], accuracies["QAT int8"])

@@ -94,4 +94,5 @@ def test_export_of_a_qat_model_needs_no_calibration(digits_model, digits, tmp_pa
     quantized.save(tmp_path / "qat.keras")
     assert cli.main(["export", str(tmp_path / "qat.keras"), "--quantization", "int8"]) == 0
     summary = export.inspect(tmp_path / "qat.tflite")
-    assert all(op.inputs[:2] == ("int8", "int8") for op in summary.ops_of("CONV_2D") + summary.ops_of("FULLY_CONNECTED"))
+    kernels = summary.ops_of("CONV_2D") + summary.ops_of("FULLY_CONNECTED")
+    assert kernels and all(op.inputs[:2] == ("int8", "int8") for op in kernels)

@@ -32,7 +32,9 @@ def test_conv_bn_relu_fold_into_one_layer_and_other_layers_get_the_right_treatme
                      "quantize_head": (False, "softmax")}
 
 
-def test_the_copy_starts_from_the_models_weights_and_leaves_the_model_alone(mobile_block_model, mobile_block_data, compile_classifier):
+def test_the_copy_starts_from_the_models_weights_and_leaves_the_model_alone(
+    mobile_block_model, mobile_block_data, compile_classifier
+):
     model = mobile_block_model()
     before = [w.copy() for w in model.get_weights()]
     quantized = compile_classifier(quantize_model(model))
@@ -43,7 +45,9 @@ def test_the_copy_starts_from_the_models_weights_and_leaves_the_model_alone(mobi
         np.testing.assert_array_equal(old, new)
 
 
-def test_fake_quantized_outputs_follow_the_float_model_once_ranges_are_learned(mobile_block_model, mobile_block_data, compile_classifier):
+def test_fake_quantized_outputs_follow_the_float_model_once_ranges_are_learned(
+    mobile_block_model, mobile_block_data, compile_classifier
+):
     model = mobile_block_model()
     quantized = compile_classifier(quantize_model(model), rate=0.0)  # ranges only: weights don't move
     quantized.fit(mobile_block_data[0], mobile_block_data[1], epochs=3, verbose=0)
@@ -100,7 +104,9 @@ def test_trains_and_predicts_under_jit_compile(mobile_block_model, mobile_block_
     np.testing.assert_allclose(compiled, quantized.predict(x, verbose=0), atol=1e-5)
 
 
-def test_trains_under_a_two_replica_mirrored_strategy(mobile_block_model, mobile_block_data, mirrored_strategy, compile_classifier):
+def test_trains_under_a_two_replica_mirrored_strategy(
+    mobile_block_model, mobile_block_data, mirrored_strategy, compile_classifier
+):
     model = mobile_block_model()
     with mirrored_strategy.scope():
         quantized = compile_classifier(quantize_model(model))
@@ -110,7 +116,9 @@ def test_trains_under_a_two_replica_mirrored_strategy(mobile_block_model, mobile
     assert quantizer.min_value.numpy() < 0 < quantizer.max_value.numpy()
 
 
-def test_keras_file_mid_training_resumes_as_if_uninterrupted(tmp_path, mobile_block_model, mobile_block_data, compile_classifier):
+def test_keras_file_mid_training_resumes_as_if_uninterrupted(
+    tmp_path, mobile_block_model, mobile_block_data, compile_classifier
+):
     x, y = mobile_block_data
     keras.utils.set_random_seed(2)
     straight = compile_classifier(quantize_model(mobile_block_model()))
@@ -139,6 +147,8 @@ def test_model_errors_name_the_argument(mobile_block_model):
         quantize_model(mobile_block_model(), scheme="int4")
     with pytest.raises(ValueError, match=r"layer 'concat' \(Concatenate\) has no 16x8 kernel in the TFLite converter"):
         quantize_model(mobile_block_model(), scheme="16x8")
+    with pytest.raises(ValueError, match=r"argument `skip` must be names of layers of the model; not one: \['nope'\]"):
+        quantize_model(mobile_block_model(), skip=["stem", "nope"])
     with pytest.raises(TypeError, match=r"argument `skip` must be a list of layer names and layer classes"):
         quantize_model(mobile_block_model(), skip=[3])
 
@@ -157,3 +167,12 @@ def test_a_shared_layer_stays_one_layer_with_one_set_of_weights(compile_classifi
     x = [rng.normal(size=(32, 6)).astype("float32") for _ in range(2)]
     compile_classifier(quantized).fit(x, rng.integers(0, 3, 32), epochs=1, verbose=0)
     assert len(quantized.get_layer("quantize_shared").trainable_weights) == 2
+
+
+def test_a_batch_norm_over_another_axis_is_quantized_on_its_own_not_folded():
+    inputs = keras.Input((5, 5, 2))
+    x = L.Conv2D(3, 3, name="conv")(inputs)
+    model = keras.Model(inputs, L.BatchNormalization(axis=1, name="norm")(x))
+    quantized = quantize_model(model)
+    assert quantized.get_layer("quantize_conv").batch_norm is None
+    assert isinstance(quantized.get_layer("quantize_norm"), QuantizeOutputs)

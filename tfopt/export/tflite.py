@@ -50,7 +50,8 @@ def is_quantization_aware(model):
     Example:
     >>> import keras, tfopt
     >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    >>> tfopt.export.is_quantization_aware(model), tfopt.export.is_quantization_aware(tfopt.quantize.quantize_model(model))
+    >>> quantized = tfopt.quantize.quantize_model(model)
+    >>> tfopt.export.is_quantization_aware(model), tfopt.export.is_quantization_aware(quantized)
     (False, True)
     """
     return quantization_scheme(model) is not None
@@ -140,7 +141,8 @@ def _converter(model, quantization, representative_data, int8_io, scheme):
         converter.representative_dataset = lambda: ([sample] for sample in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if quantization == "int8" and scheme == "16x8":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        sixteen_by_eight = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        converter.target_spec.supported_ops = [sixteen_by_eight]
     if int8_io:
         converter.inference_input_type = converter.inference_output_type = tf.int8
     return converter

@@ -95,7 +95,8 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
         self._channels = output_shape[-1]
         if self.batch_norm is not None:
             last_axis = self.batch_norm.axis % len(output_shape) == len(output_shape) - 1
-            _checks.satisfies(_OWNER, "batch_norm", self.batch_norm, last_axis, "a BatchNormalization over the last axis")
+            rule = "a BatchNormalization over the last axis"
+            _checks.satisfies(_OWNER, "batch_norm", self.batch_norm, last_axis, rule)
             if not self.batch_norm.built:
                 self.batch_norm.build(output_shape)
         self.sparsity_mask = None

@@ -12,13 +12,15 @@ from tfopt.quantize.quantizers import QuantizeActivation
 _OWNER = "quantize_model"
 _L = keras.layers
 PASS_THROUGH = (  # TFLite runs them with the input's scale for the output: nothing to quantize
-    _L.MaxPooling1D, _L.MaxPooling2D, _L.AveragePooling1D, _L.AveragePooling2D, _L.GlobalMaxPooling1D, _L.GlobalMaxPooling2D, _L.Flatten, _L.Reshape,
-    _L.Dropout, _L.SpatialDropout1D, _L.SpatialDropout2D, _L.ZeroPadding1D, _L.ZeroPadding2D, _L.Cropping1D,
-    _L.Cropping2D, _L.Identity, _L.Permute, _L.GaussianNoise, _L.ActivityRegularization,
+    _L.MaxPooling1D, _L.MaxPooling2D, _L.AveragePooling1D, _L.AveragePooling2D, _L.GlobalMaxPooling1D,
+    _L.GlobalMaxPooling2D, _L.Flatten, _L.Reshape, _L.Dropout, _L.SpatialDropout1D, _L.SpatialDropout2D,
+    _L.ZeroPadding1D, _L.ZeroPadding2D, _L.Cropping1D, _L.Cropping2D, _L.Identity, _L.Permute, _L.GaussianNoise,
+    _L.ActivityRegularization,
 )
 OUTPUT_QUANTIZED = (  # a new range for their outputs
-    _L.Add, _L.Subtract, _L.Multiply, _L.Average, _L.Maximum, _L.Minimum, _L.Concatenate, _L.GlobalAveragePooling1D, _L.GlobalAveragePooling2D, _L.ReLU, _L.Activation, _L.Softmax,
-    _L.LeakyReLU, _L.BatchNormalization, _L.UpSampling2D, _L.Rescaling,
+    _L.Add, _L.Subtract, _L.Multiply, _L.Average, _L.Maximum, _L.Minimum, _L.Concatenate, _L.GlobalAveragePooling1D,
+    _L.GlobalAveragePooling2D, _L.ReLU, _L.Activation, _L.Softmax, _L.LeakyReLU, _L.BatchNormalization,
+    _L.UpSampling2D, _L.Rescaling,
 )
 NO_INT16_KERNEL = (_L.Concatenate,)  # the converter rejects int16 CONCATENATION in 16x8 mode
 _SUPPORTED = ", ".join(cls.__name__ for cls in FOLDABLE + OUTPUT_QUANTIZED + PASS_THROUGH)
@@ -41,7 +43,9 @@ def _fusion(graph, head):
     own = keras.activations.serialize(head.activation)
     last = head
     follower = graph.sole_reader(last)
-    if own == "linear" and isinstance(follower, _L.BatchNormalization) and graph.call_count(follower) == 1:
+    foldable_norm = (isinstance(follower, _L.BatchNormalization) and graph.call_count(follower) == 1
+                     and follower.axis in (-1, len(head.output.shape) - 1))  # over the output channels
+    if own == "linear" and foldable_norm:
         batch_norm, last = follower, follower
         absorbed.append(follower)
         follower = graph.sole_reader(last)
@@ -61,6 +65,12 @@ def _check_skip(skip):
         valid = isinstance(entry, str) or (isinstance(entry, type) and issubclass(entry, _L.Layer))
         _checks.satisfies(_OWNER, "skip", skip, valid, "a list of layer names and layer classes", TypeError)
     return skip
+
+
+def _check_skip_names(model, skip):
+    names = {layer.name for layer in model.layers}
+    unknown = sorted(entry for entry in skip if isinstance(entry, str) and entry not in names)
+    _checks.satisfies(_OWNER, "skip", skip, not unknown, f"names of layers of the model; not one: {unknown}")
 
 
 def _check_model(model):
@@ -170,6 +180,7 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
 
         return _tfmot.quantize_model(model, scheme_spec, skip, preserve_sparsity)
     _check_model(model)
+    _check_skip_names(model, skip)
     functional = _graph.as_functional(model)
     rebuild = _Rebuilder(_graph.trace(functional), scheme, skip, preserve_sparsity)
     quantized = keras.models.clone_model(functional, clone_function=lambda layer: layer, call_function=rebuild)
