@@ -184,7 +184,7 @@ def test_channel_pruning_is_refused_for_tf_keras():
     "layers, error, match",
     [
         ("nope", ValueError, r"names of layers of the model; not one: \['nope'\]. Received: layers='nope'"),
-        (lambda layer: False, ValueError, "a choice of at least one layer of the model"),
+        (lambda layer: False, ValueError, "a choice of at least one prunable layer"),
         (3, TypeError, "Received: layers=3"),
     ],
 )

@@ -26,26 +26,37 @@ def _matches(layer, entry):
     return bool(entry(layer))
 
 
+def choose_layers(candidates, structure, layers, kernel_of, described="prunable layers"):
+    """The layers among `candidates` to prune: those `layers` picks (by class, name or predicate), or by default
+    every one `kernel_of` knows (depthwise ones left out under "N:M"). Raises for a choice that can't be pruned.
+
+    Both Kerases choose through it: `kernel_of` reads their layer classes; `described` names the candidates in the
+    error for an unknown name.
+    """
+    if layers is None:
+        grouped = isinstance(masks.parse(_OWNER, structure), tuple)
+        kernels = [(layer, kernel_of(layer)) for layer in candidates]
+        chosen = [layer for layer, kernel in kernels if kernel is not None and (kernel.groupable or not grouped)]
+    else:
+        entries = _entries(layers)
+        missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in candidates}
+        _checks.satisfies(_OWNER, "layers", layers, not missing, f"names of {described}; not one: {sorted(missing)}")
+        chosen = [layer for layer in candidates if any(_matches(layer, entry) for entry in entries)]
+    rule = f"a choice of at least one prunable layer ({_layers.PRUNABLE}) of the model"
+    _checks.satisfies(_OWNER, "layers", layers, chosen, rule)
+    for layer in chosen:
+        kernel = kernel_of(layer)
+        if kernel is not None:  # tf_keras: a layer only tfmot prunes (Embedding, ...) is left to tfmot's checks
+            masks.check_fits(_OWNER, structure, layer, kernel)
+    return chosen
+
+
 def _select(model, structure, layers):
     """The layers of `model` to prune: prunable ones picked by `layers`, all of them by default."""
     _checks.satisfies(_OWNER, "model", model, model.built, "built (give it an `Input` or call it once)")
     _checks.satisfies(_OWNER, "model", model, not pruned_layers(model), "not pruned yet (strip_pruning it first)")
     prunable = [layer for layer in _layers.flatten(model) if _layers.kernel_of(layer) is not None]
-    if layers is None:
-        grouped = isinstance(masks.parse(_OWNER, structure), tuple)
-        chosen = [layer for layer in prunable if not grouped or _layers.kernel_of(layer).groupable]
-    else:
-        entries = _entries(layers)
-        missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in prunable}
-        rule = f"names of prunable layers; not one: {sorted(missing)}"
-        _checks.satisfies(_OWNER, "layers", layers, not missing, rule)
-        chosen = [layer for layer in prunable if any(_matches(layer, entry) for entry in entries)]
-    _checks.satisfies(
-        _OWNER, "layers", layers, chosen, f"a choice of at least one prunable layer ({_layers.PRUNABLE}) of the model"
-    )
-    for layer in chosen:
-        masks.check_fits(_OWNER, structure, layer, _layers.kernel_of(layer))
-    return chosen
+    return choose_layers(prunable, structure, layers, _layers.kernel_of)
 
 
 def prune_low_magnitude(model, schedule, structure=None, layers=None):

@@ -38,9 +38,8 @@ Example:
 
 import functools
 
-from tfopt import _checks
 from tfopt.prune import _layers, masks
-from tfopt.prune.prune import _entries, _matches
+from tfopt.prune.prune import choose_layers
 
 _OWNER = "prune_low_magnitude"
 
@@ -121,23 +120,7 @@ def _choose(model, structure, layers):
     import tf_keras
 
     candidates = [layer for layer in _layers.flatten(model) if not isinstance(layer, tf_keras.layers.InputLayer)]
-    if layers is None:
-        grouped = isinstance(masks.parse(_OWNER, structure), tuple)
-        kernels = [(layer, _kernel_of(layer)) for layer in candidates]
-        chosen = [layer for layer, kernel in kernels if kernel is not None and (kernel.groupable or not grouped)]
-        rule = f"a choice of at least one prunable layer ({_layers.PRUNABLE}) of the model"
-        _checks.satisfies(_OWNER, "layers", layers, chosen, rule)
-    else:
-        entries = _entries(layers)
-        missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in candidates}
-        rule = f"names of layers of the model; not one: {sorted(missing)}"
-        _checks.satisfies(_OWNER, "layers", layers, not missing, rule)
-        chosen = [layer for layer in candidates if any(_matches(layer, entry) for entry in entries)]
-        _checks.satisfies(_OWNER, "layers", layers, chosen, "a choice of at least one layer of the model")
-    for layer in chosen:
-        kernel = _kernel_of(layer)
-        if kernel is not None:  # a layer only tfmot prunes (Embedding, ...) is left to tfmot's checks
-            masks.check_fits(_OWNER, structure, layer, kernel)
+    chosen = choose_layers(candidates, structure, layers, _kernel_of, described="layers of the model")
     return {id(layer) for layer in chosen}
 
 
