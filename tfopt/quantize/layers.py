@@ -115,9 +115,7 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
 
     def folded_weights(self):
         """(kernel, bias) with the batch norm folded in, before fake quantization."""
-        layer, kernel = self.layer, self.layer.kernel
-        if self.sparsity_mask is not None:
-            kernel = kernel * self.sparsity_mask
+        layer, kernel = self.layer, self.layer.kernel  # pruned zeros: kept by the constraint after each step
         bias = layer.bias if layer.use_bias else ops.zeros((self._channels,), kernel.dtype)
         norm = self.batch_norm
         if norm is None:
