@@ -86,3 +86,18 @@ def test_inspect_reads_a_file_whose_weights_are_computed_at_run_time():
     flatbuffer = tf.lite.TFLiteConverter.from_keras_model(quantized).convert()
     dense = tfopt.export.inspect(flatbuffer).ops_of("FULLY_CONNECTED")
     assert len(dense) == 1 and dense[0].weight_zeros is None
+
+
+@pytest.mark.slow
+def test_keras_mobilenet_v2_becomes_an_all_integer_tflite_model():
+    """The whole Keras MobileNetV2 graph (ZeroPadding, Conv-BN-ReLU6, inverted residuals with Add, pooling, head)
+    converts to integer kernels only. Untrained, its outputs are ~1e-13: numbers are compared on trained models."""
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=4,
+                                           classifier_activation=None)
+    quantized = quantize_model(model)
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
+    quantized(x, training=True)  # one batch of activation ranges; the weights stay as they are
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    ops = [op for op in tfopt.export.inspect(flatbuffer).ops if op.name not in ("QUANTIZE", "DEQUANTIZE")]
+    assert {op.name for op in ops} == {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED"}
+    assert all(op.inputs[0] == "int8" and op.outputs == ("int8",) for op in ops)
