@@ -5,7 +5,6 @@ import math
 import numpy as np
 
 from tfopt import _checks, _compat, _plotting
-from tfopt.callbacks._base import Callback
 
 
 class _Snapshot:
@@ -24,7 +23,7 @@ class _Snapshot:
         _compat.set_learning_rate(self.model.optimizer, self.learning_rate)
 
 
-class LRFinder(Callback):
+class LRFinder(_compat.Callback):
     """Sweeps the learning rate exponentially over a few steps and records the loss at each rate.
 
     The LR range test: train from `start_lr` to `end_lr`, one rate per batch, and look for the rates at which the

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 
 from tfopt import _checks, _compat
-from tfopt.callbacks._base import Callback
 
 _TABLE_SIZE = 1024
 
@@ -40,7 +39,7 @@ class _ScheduleTable:
         return float(np.asarray(keras.ops.convert_to_numpy(self.schedule(step))))
 
 
-class LRScheduler(Callback):
+class LRScheduler(_compat.Callback):
     """Sets the optimizer's learning rate from a schedule before every batch (or epoch).
 
     Use it to put any `LearningRateSchedule` (tfopt's or Keras's) or any function of the step on an optimizer that

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 
 from tfopt import _checks, _compat
-from tfopt.callbacks._base import Callback
 from tfopt.schedules.scaled import Scaled
 
 
@@ -13,7 +12,7 @@ def _optimizers(model):
     return list(getattr(optimizer, "optimizers", [optimizer]))
 
 
-class ReduceLROnPlateau(Callback, keras.callbacks.ReduceLROnPlateau):
+class ReduceLROnPlateau(_compat.Callback, keras.callbacks.ReduceLROnPlateau):
     """Reduces the learning rate when a metric has stopped improving, float rates and schedules alike.
 
     Keras's own `ReduceLROnPlateau` raises a `TypeError` when the optimizer's learning rate is a

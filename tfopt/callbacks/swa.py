@@ -7,7 +7,6 @@ import numpy as np
 import tensorflow as tf
 
 from tfopt import _checks, _compat
-from tfopt.callbacks._base import Callback
 
 _ARRAY_BATCH_SIZE = 32
 
@@ -28,7 +27,7 @@ def _input_batches(data):
         yield keras.tree.map_structure(lambda array: array[start:start + _ARRAY_BATCH_SIZE], data)
 
 
-class SWA(Callback):
+class SWA(_compat.Callback):
     """Averages the model's weights over the ends of the epochs from `start_epoch` on, and trains on with `swa_lr`.
 
     At the end of training the model's trainable weights are replaced by their equal-weight average over the ends of

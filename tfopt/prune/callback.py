@@ -1,11 +1,10 @@
 """`UpdatePruningStep`: the callback a pruned model is fit with."""
 
 from tfopt import _compat
-from tfopt.callbacks._base import Callback
 from tfopt.prune.wrapper import pruned_layers
 
 
-class UpdatePruningStep(Callback):
+class UpdatePruningStep(_compat.Callback):
     """Lets the pruned layers advance their pruning schedule, one step per training batch.
 
     Fit every model from `tfopt.prune.prune_low_magnitude` with it. On a Keras 3 model, each
