@@ -71,6 +71,14 @@ def integer(owner, name, value, low=None, high=None):
     return value
 
 
+def boolean(owner, name, value):
+    """Returns `value` if it is a bool (not 1, 1.0 or "no": they would be stored as given or read as True), else
+    raises a TypeError."""
+    if not isinstance(value, bool):
+        _fail(owner, name, "True or False", value, TypeError)
+    return value
+
+
 def choice(owner, name, value, choices):
     """Returns `value` if it is one of `choices`, else raises."""
     if value not in choices:
