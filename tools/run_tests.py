@@ -4,8 +4,11 @@
 2. tf_keras: tests/legacy and the doctests of the tfmot adapters, with TF_USE_LEGACY_KERAS=1 set before
    TensorFlow is imported.
 
-pytest's exit code 5 (no test collected) counts as success for a process; the summary line
-`tfopt: N passed, N failed, N skipped` adds both processes up, and the exit code is non-zero if any test failed.
+The summary line `tfopt: N passed, N failed, N skipped` adds both processes up; the exit code is non-zero if any
+test failed or a process failed to run. pytest's exit code 5 (no test collected) is a failure, since a wrong path or
+a typo in a marker would otherwise pass by running nothing, with one exception: a deliberate selection (`-m` or
+`-k`) may leave one process empty (`-m legacy` selects nothing in the Keras 3 process) as long as the other one ran
+tests.
 
 Example:
     python tools/run_tests.py               # everything, as CI runs it
@@ -16,9 +19,10 @@ import argparse
 import os
 import subprocess
 import sys
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 RESULTS = ".test-results"
+NO_TESTS_COLLECTED = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
 
 
 def _run(name, paths, env_extra, marker, extra):
@@ -38,10 +42,17 @@ def _run(name, paths, env_extra, marker, extra):
             counts["failed"] += failed
             counts["skipped"] += skipped
             counts["passed"] += tests - failed - skipped
-    ok = code in (0, 5)
-    if not ok and counts["failed"] == 0:
-        counts["failed"] = 1  # pytest itself failed (usage or collection error) without a report entry
-    return counts, ok
+    return counts, code
+
+
+def _verdicts(runs, selected):
+    """Whether each process succeeded, given its (counts, exit code) and whether the user selected tests."""
+    ran_any = any(sum(counts.values()) > 0 for counts, _ in runs)
+    return [code == 0 or (code == NO_TESTS_COLLECTED and selected and ran_any) for _, code in runs]
+
+
+def _selected(marker, extra):
+    return bool(marker) or any(arg.startswith("-k") for arg in extra)
 
 
 def main(argv=None):
@@ -60,9 +71,15 @@ def main(argv=None):
         _run("tf_keras", ["tests/legacy", *tfmot_adapters, "--doctest-modules"], {"TF_USE_LEGACY_KERAS": "1"},
              args.marker, extra),
     ]
+    verdicts = _verdicts(runs, _selected(args.marker, extra))
+    for name, (counts, code), ok in zip(("keras3", "tf_keras"), runs, verdicts):
+        if not ok and counts["failed"] == 0:
+            counts["failed"] = 1  # pytest failed without a failing test: usage or collection error, or nothing ran
+            reason = "no test collected" if code == NO_TESTS_COLLECTED else f"pytest exited with {code}"
+            print(f"tfopt: the {name} process failed: {reason}", flush=True)
     total = {key: sum(counts[key] for counts, _ in runs) for key in ("passed", "failed", "skipped")}
     print(f"\ntfopt: {total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped", flush=True)
-    return 0 if all(ok for _, ok in runs) and total["failed"] == 0 else 1
+    return 0 if all(verdicts) and total["failed"] == 0 else 1
 
 
 if __name__ == "__main__":
