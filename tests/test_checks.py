@@ -50,3 +50,11 @@ def test_choice_and_less():
         _checks.choice("Owner", "mode", "c", ("a", "b"))
     with pytest.raises(ValueError, match="Owner: argument `low` must be smaller than `high`. Received: low=2, high=1"):
         _checks.less("Owner", "low", 2, "high", 1)
+
+
+@pytest.mark.parametrize("value", [1, 0, 1.0, "no", None])
+def test_boolean_accepts_only_bools(value):
+    assert _checks.boolean("Owner", "flag", True) is True and _checks.boolean("Owner", "flag", False) is False
+    with pytest.raises(TypeError) as raised:
+        _checks.boolean("Owner", "flag", value)
+    assert str(raised.value) == f"Owner: argument `flag` must be True or False. Received: flag={value!r}"

@@ -17,10 +17,12 @@ def _fit(model, data, callbacks, epochs=3):
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize(
     "make_optimizer, reference",
-    [(lambda: keras.optimizers.SGD(0.1, momentum=0.9), numpy_sgd_momentum), (lambda: keras.optimizers.Adam(0.1), numpy_adam)],
+    [(lambda: keras.optimizers.SGD(0.1, momentum=0.9), numpy_sgd_momentum),
+     (lambda: keras.optimizers.Adam(0.1), numpy_adam)],
     ids=["sgd", "adam"],
 )
-def test_cycled_momentum_reaches_the_compiled_step(linear_model, regression_data, make_optimizer, reference, jit_compile):
+def test_cycled_momentum_reaches_the_compiled_step(linear_model, regression_data, make_optimizer, reference,
+                                                   jit_compile):
     model = linear_model(make_optimizer(), use_bias=False, jit_compile=jit_compile)
     _fit(model, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL)])
     expected = reference(regression_data, lambda step: torch_one_cycle(step, TOTAL, 0.05))
@@ -32,21 +34,43 @@ def test_cycled_momentum_reaches_the_compiled_step(linear_model, regression_data
 def test_rate_and_momentum_match_pytorch_each_batch(linear_model, regression_data, rate_probe):
     lr_probe, momentum_probe = rate_probe("learning_rate"), rate_probe("momentum")
     model = linear_model(keras.optimizers.SGD(0.1, momentum=0.9))
-    history = _fit(model, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL), lr_probe, momentum_probe])
+    callbacks = [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL), lr_probe, momentum_probe]
+    history = _fit(model, regression_data, callbacks)
     expected = np.array([torch_one_cycle(step, TOTAL, 0.05) for step in range(TOTAL)])
     np.testing.assert_allclose(lr_probe.values, expected[:, 0], rtol=1e-5)
     np.testing.assert_allclose(momentum_probe.values, expected[:, 1], rtol=1e-6)
     assert history.history["momentum"][-1] == pytest.approx(0.95)
 
 
-def test_model_checkpoint_saves_and_reloads_mid_cycle(linear_model, regression_data, tmp_path):
+def test_training_resumed_from_a_mid_cycle_checkpoint_ends_where_the_uninterrupted_run_does(linear_model,
+                                                                                           regression_data, tmp_path):
     model = linear_model(keras.optimizers.Adam(0.1))
-    path = tmp_path / "checkpoint.keras"
-    _fit(model, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL), keras.callbacks.ModelCheckpoint(path)])
-    restored = keras.models.load_model(path)
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "epoch-{epoch}.keras"))
+    _fit(model, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL), checkpoint])
+    restored = keras.models.load_model(tmp_path / "epoch-1.keras")  # after 4 of the 12 steps, the rate still rising
+    assert int(restored.optimizer.iterations) == TOTAL // 3
     assert isinstance(restored.optimizer.get_config()["beta_1"], float)
-    np.testing.assert_array_equal(restored.get_weights()[0], model.get_weights()[0])
-    restored.fit(*regression_data, verbose=0, epochs=1)
+    assert restored.optimizer.get_config()["beta_1"] < 0.95  # the momentum cycled down before the checkpoint
+    probe = RateAndMomentum()
+    resumed = restored.fit(*regression_data, batch_size=16, initial_epoch=1, epochs=3, shuffle=False, verbose=0,
+                           callbacks=[OneCyclePolicy(max_lr=0.05, total_steps=TOTAL), probe])
+    expected = np.array([torch_one_cycle(step, TOTAL, 0.05) for step in range(TOTAL // 3, TOTAL)])
+    np.testing.assert_allclose(probe.values, expected, rtol=1e-5)  # the cycle resumes at step 4, not at 0
+    for weight, uninterrupted in zip(restored.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(weight, uninterrupted, rtol=1e-6, atol=1e-7)
+    assert resumed.history["beta_1"][-1] == pytest.approx(0.95)
+
+
+class RateAndMomentum(keras.callbacks.Callback):
+    """Records (learning rate, beta_1) as the optimizer used them in each batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        self.values.append((float(np.asarray(optimizer.learning_rate)), float(optimizer.beta_1)))
 
 
 def test_mirrored_strategy_fit(regression_data, mirrored_strategy):
@@ -80,3 +104,9 @@ def test_bad_arguments_are_named():
         OneCyclePolicy(0.1, 10, base_momentum=0.95, max_momentum=0.85)
     with pytest.raises(ValueError, match="OneCycle: argument `pct_start`"):
         OneCyclePolicy(0.1, 10, pct_start=1.5)
+    for value in ("no", 0):  # bool("no") would be True: a string or number is refused, not coerced
+        with pytest.raises(TypeError, match=f"OneCyclePolicy: argument `cycle_momentum` must be True or False. "
+                                            f"Received: cycle_momentum={value!r}"):
+            OneCyclePolicy(0.1, 10, cycle_momentum=value)
+    with pytest.raises(TypeError, match="OneCycle: argument `three_phase` must be True or False"):
+        OneCyclePolicy(0.1, 10, three_phase="no")

@@ -128,10 +128,12 @@ def test_keras_file_round_trip_and_inner_model_alone(regression_data, tmp_path):
     [
         ({"rho": 0.0}, ValueError, "SharpnessAware: argument `rho` must be > 0. Received: rho=0.0"),
         ({"eta": -0.1}, ValueError, "SharpnessAware: argument `eta` must be >= 0. Received: eta=-0.1"),
-        ({"adaptive": "yes"}, TypeError, "SharpnessAware: argument `adaptive` must be a bool. Received: adaptive="),
+        ({"adaptive": "yes"}, TypeError,
+         "SharpnessAware: argument `adaptive` must be True or False. Received: adaptive='yes'"),
+        ({"adaptive": 1}, TypeError, "SharpnessAware: argument `adaptive` must be True or False. Received: adaptive=1"),
         ({"model": keras.layers.Dense(1)}, TypeError, "SharpnessAware: argument `model` must be a Keras 3 model"),
     ],
-    ids=["rho_not_positive", "eta_negative", "adaptive_not_bool", "model_not_a_model"],
+    ids=["rho_not_positive", "eta_negative", "adaptive_not_bool", "adaptive_one", "model_not_a_model"],
 )
 def test_errors(kwargs, error, message):
     kwargs = {"model": mlp(), **kwargs}

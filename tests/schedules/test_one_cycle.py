@@ -115,8 +115,10 @@ def test_momentum_method_carries_the_cycle_shape():
          "OneCycle: argument `final_div_factor` must be > 0. Received: final_div_factor=-1.0"),
         (dict(anneal="cosine"), ValueError,
          "OneCycle: argument `anneal` must be one of 'cos', 'linear'. Received: anneal='cosine'"),
-        (dict(three_phase="yes"), ValueError,
-         "OneCycle: argument `three_phase` must be one of False, True. Received: three_phase='yes'"),
+        (dict(three_phase="yes"), TypeError,
+         "OneCycle: argument `three_phase` must be True or False. Received: three_phase='yes'"),
+        (dict(three_phase=1), TypeError,
+         "OneCycle: argument `three_phase` must be True or False. Received: three_phase=1"),
     ],
 )
 def test_one_cycle_rejects(arguments, error, message):

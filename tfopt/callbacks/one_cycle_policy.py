@@ -57,7 +57,7 @@ class OneCyclePolicy(LRScheduler):
                  three_phase=False, cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, verbose=0):
         schedule = OneCycle(max_lr, total_steps, pct_start, div_factor, final_div_factor, anneal, three_phase)
         super().__init__(schedule, unit="batch", verbose=verbose)
-        self.cycle_momentum = bool(cycle_momentum)
+        self.cycle_momentum = _checks.boolean("OneCyclePolicy", "cycle_momentum", cycle_momentum)
         self.base_momentum = _checks.fraction("OneCyclePolicy", "base_momentum", base_momentum)
         self.max_momentum = _checks.fraction("OneCyclePolicy", "max_momentum", max_momentum)
         if self.base_momentum > self.max_momentum:

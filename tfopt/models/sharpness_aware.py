@@ -80,7 +80,7 @@ class SharpnessAware(keras.Model):
         super().__init__(**kwargs)
         self.model = _checks.instance("SharpnessAware", "model", model, keras.Model, "a Keras 3 model (`keras.Model`)")
         self.rho = _checks.number("SharpnessAware", "rho", rho, low=0, closed="neither")
-        self.adaptive = _checks.instance("SharpnessAware", "adaptive", adaptive, bool, "a bool")
+        self.adaptive = _checks.boolean("SharpnessAware", "adaptive", adaptive)
         self.eta = _checks.number("SharpnessAware", "eta", eta, low=0)
 
     def call(self, inputs, training=None):

@@ -29,7 +29,7 @@ class _Phases(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, total_steps, pct_start, anneal, three_phase):
         owner = type(self).__name__
         self.total_steps = _checks.integer(owner, "total_steps", total_steps, low=2)
-        self.three_phase = _checks.choice(owner, "three_phase", three_phase, (False, True))
+        self.three_phase = _checks.boolean(owner, "three_phase", three_phase)
         if self.three_phase:
             self.pct_start = _checks.number(owner, "pct_start", pct_start, low=0, high=0.5, closed="high")
         else:
