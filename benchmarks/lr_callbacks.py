@@ -1,16 +1,24 @@
 """Fit time with tfopt's per-batch LR callbacks ÷ the same fit without them, measured side by side in one run.
 
-Model: the demo's digits CNN, batch 32, a `tf.data` pipeline, `verbose=0`. Repeats are interleaved (plain,
-LRScheduler, OneCyclePolicy, plain, ...) and the medians compared, so machine noise hits all three alike.
+Model: the demo's digits CNN, batch 32, a cached `tf.data` pipeline, AdamW, `verbose=0`. Each variant (no callback,
+`LRScheduler`, `OneCyclePolicy`) has its own model; every round fits each of them twice, in the order plain,
+LRScheduler, OneCyclePolicy, OneCyclePolicy, LRScheduler, plain, and new models are built every few rounds, so
+neither the machine's slow spells nor one instance's speed decide a ratio. TensorFlow is held to one thread and
+the process's CPU time is measured. Printed: each ratio's median over the rounds and its spread (min-max), and a
+control ratio of two plain models, which should be 1.
 Goal: LRScheduler ÷ plain <= 1.05.
 
+Runtime on 2 shared cores: ~2 min (`--quick`: ~15 s).
+
 Example:
-    python benchmarks/lr_callbacks.py --repeats 7
+    python benchmarks/lr_callbacks.py --rounds 30
 """
 
 import argparse
 import statistics
-import time
+import sys
+
+import _timing
 
 import keras
 import tensorflow as tf
@@ -18,6 +26,8 @@ import tensorflow as tf
 import tfopt
 from tfopt.demo.data import load_digits_split
 from tfopt.demo.model import compile_for_digits, digits_cnn
+
+VARIANTS = ("plain", "LRScheduler", "OneCyclePolicy", "plain (2nd model)")
 
 
 def _callbacks(kind, total_steps):
@@ -28,33 +38,51 @@ def _callbacks(kind, total_steps):
     return []
 
 
+def _fit(model, kind, dataset, epochs, total_steps):
+    """A fit with the callbacks of `kind`, new ones each time as a user's script makes them."""
+    return lambda: model.fit(dataset, epochs=epochs, verbose=0, shuffle=False,
+                             callbacks=_callbacks(kind, total_steps))
+
+
+def _builder(dataset, epochs):
+    """Builds one compiled, traced and warmed-up model per variant; returns {variant: fit}."""
+    total_steps = epochs * int(dataset.cardinality())
+
+    def build():
+        runs = {}
+        for kind in VARIANTS:
+            model = compile_for_digits(digits_cnn(), keras.optimizers.AdamW(1e-3))
+            runs[kind] = _fit(model, kind, dataset, epochs, total_steps)
+            runs[kind]()  # traces
+            runs[kind]()  # warms up
+        return runs
+
+    return build
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (30; quick: 3)")
+    parser.add_argument("--per-set", type=int, default=5, help="rounds per set of new models")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (3; quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="a few short rounds, to check that the script runs")
     args = parser.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 30)
+    epochs = args.epochs or (1 if args.quick else 3)
+    print(_timing.one_thread())
+    print(_timing.CPU_NOTE)
     split = load_digits_split()
     dataset = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(32).cache()
-    total_steps = args.epochs * int(dataset.cardinality())
-    kinds = ["plain", "LRScheduler", "OneCyclePolicy"]
-    models = {kind: compile_for_digits(digits_cnn(), keras.optimizers.AdamW(1e-3)) for kind in kinds}
-    for kind, model in models.items():  # trace and warm up every train function first
-        model.fit(dataset, epochs=1, verbose=0, shuffle=False, callbacks=_callbacks(kind, total_steps))
-    times = {kind: [] for kind in kinds}
-    for _ in range(args.repeats):
-        for kind in kinds:
-            callbacks = _callbacks(kind, total_steps)
-            start = time.perf_counter()
-            models[kind].fit(dataset, epochs=args.epochs, verbose=0, shuffle=False, callbacks=callbacks)
-            times[kind].append(time.perf_counter() - start)
-    plain = statistics.median(times["plain"])
-    print(f"digits CNN, {total_steps} steps per fit, median of {args.repeats} interleaved fits")
-    print(f"plain fit: {plain:.3f} s ({total_steps / plain:.0f} steps/s)")
-    for kind in kinds[1:]:
-        ratio = statistics.median(times[kind]) / plain
-        goal = " (goal <= 1.05)" if kind == "LRScheduler" else ""
-        print(f"{kind} / plain: {ratio:.3f}{goal}")
+    run_round = _timing.Rounds(_builder(dataset, epochs), args.per_set)
+    times = _timing.collect([run_round() for _ in range(rounds)])
+    steps = epochs * int(dataset.cardinality())
+    plain = statistics.median(times["plain"]) / 2
+    print(f"digits CNN, {steps} steps per fit, {rounds} rounds of 2 fits per variant, new models every "
+          f"{args.per_set} rounds; plain fit {plain:.3f} s CPU ({steps / plain:.0f} steps/s)")
+    notes = {"LRScheduler": "goal <= 1.05", "plain (2nd model)": "control: the same work, should be 1"}
+    for kind in VARIANTS[1:]:
+        print(_timing.ratio_line(f"{kind} ÷ plain", _timing.per_round(times, kind, "plain"), notes.get(kind)))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

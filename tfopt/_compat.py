@@ -139,3 +139,35 @@ class Callback(keras.callbacks.Callback):
                 f"({type(schedule).__name__}), so it cannot be set each step. Create the optimizer with a float "
                 f"`learning_rate` and give the schedule to {type(self).__name__} instead."
             )
+
+
+# Keras 3 optimizer internals read by tfopt.optimizers (checked on keras 3.15.1). The private hooks the optimizers
+# override (`_apply_weight_decay`, `_distributed_tf_update_step`) and every name read below are guarded by
+# tests/optimizers/test_keras_hooks.py, which fails with the name that changed when Keras is upgraded.
+
+
+def optimizer_variable_key(optimizer, variable):
+    """The key a Keras 3 optimizer files `variable` under (the same for every replica of a mirrored variable)."""
+    return optimizer._var_key(variable)
+
+
+def optimizer_variable_index(optimizer, variable):
+    """The position of `variable` among the variables the Keras 3 optimizer was built with (indexes its slots)."""
+    return optimizer._get_variable_index(variable)
+
+
+def optimizer_trainable_variables(optimizer):
+    """The variables a built Keras 3 optimizer was built with, in build order."""
+    return optimizer._trainable_variables
+
+
+def optimizer_decays(optimizer, variable):
+    """True unless `variable` was excluded with `optimizer.exclude_from_weight_decay(...)`."""
+    return optimizer._use_weight_decay(variable)
+
+
+def adam_slots(optimizer, variable):
+    """`keras.optimizers.Adam`'s slots of `variable`: (first moment, second moment, AMSGrad maximum or None)."""
+    index = optimizer._get_variable_index(variable)
+    hats = optimizer._velocity_hats if optimizer.amsgrad else None
+    return optimizer._momentums[index], optimizer._velocities[index], None if hats is None else hats[index]

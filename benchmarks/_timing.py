@@ -1,0 +1,130 @@
+"""What every benchmark shares: TensorFlow held to one thread, interleaved rounds, ratios printed with their spread.
+
+Import this module before TensorFlow. With TensorFlow's default thread pools on a 2-core machine, each model
+instance trains at one of two speeds, 2x apart, chosen at random for its life (../shared/FACTS.md, "Timing trap"),
+so a ratio of two instances can be off by 1.7x. Held to one thread, identical instances run at the same speed.
+Rounds alternate the compared variants (A, B, B, A, ...) so a slow spell of the machine hits both, and each ratio is
+printed as the median of its per-round ratios with their min-max.
+
+Example:
+    >>> import _timing
+    >>> _timing.ratio_line("B / A", [1.02, 0.98, 1.01])
+    'B / A: 1.010 (spread 0.980-1.020 over 3 rounds)'
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Children (the tf_keras side of a benchmark) inherit these; TensorFlow reads them when it starts its runtime.
+os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
+os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+THREADS_NOTE = "TensorFlow held to 1 thread (intra-op and inter-op parallelism 1)"
+CPU_NOTE = "times are this process's CPU time, which other jobs on the machine stretch far less than wall time"
+
+
+def one_thread():
+    """Holds TensorFlow to one thread (call before any TensorFlow op); returns the note a benchmark prints."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    return THREADS_NOTE
+
+
+def cpu_seconds(run):
+    """CPU seconds this process spends in `run()` (other jobs on a shared machine stretch wall time far more)."""
+    start = time.process_time()
+    run()
+    return time.process_time() - start
+
+
+def interleaved_round(runs, measure=cpu_seconds):
+    """{name: measure(run) summed over two turns}: `runs` ({name: run}) go in order A, B, ..., B, A, so a change of
+    the machine's speed during the round hits every variant alike."""
+    names = list(runs)
+    totals = dict.fromkeys(names, 0.0)
+    for name in names + names[::-1]:
+        totals[name] += measure(runs[name])
+    return totals
+
+
+class Rounds:
+    """Interleaved rounds over variants built by `build()` ({name: run}), with new instances every `per_set` rounds
+    so that no instance's own speed decides a ratio."""
+
+    def __init__(self, build, per_set, measure=cpu_seconds):
+        self.build, self.per_set, self.measure = build, per_set, measure
+        self.done, self.runs = 0, None
+
+    def __call__(self):
+        if self.done % self.per_set == 0:
+            self.runs = None  # let the previous instances go before building new ones
+            self.runs = self.build()
+        self.done += 1
+        return interleaved_round(self.runs, self.measure)
+
+
+def collect(rounds):
+    """[{name: value}, ...] per round -> {name: [value, ...]}."""
+    return {name: [values[name] for values in rounds] for name in rounds[0]}
+
+
+def per_round(times, name, base):
+    """The per-round ratios `times[name][i] / times[base][i]`."""
+    return [value / reference for value, reference in zip(times[name], times[base])]
+
+
+def ratio_line(label, ratios, note=None):
+    """`label: median (spread min-max over n rounds)`, then `; note` if given."""
+    text = (f"{label}: {statistics.median(ratios):.3f} "
+            f"(spread {min(ratios):.3f}-{max(ratios):.3f} over {len(ratios)} rounds)")
+    return f"{text}; {note}" if note else text
+
+
+def serve(run_round):
+    """A worker's side of `Worker`: says "ready", then answers each line read with `run_round()` as JSON."""
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        print(json.dumps(run_round()), flush=True)
+
+
+class Worker:
+    """A benchmark script run in a child process (e.g. under TF_USE_LEGACY_KERAS=1), driven one round at a time."""
+
+    def __init__(self, script, args, env):
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(script), *args], env={**os.environ, **env}, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.log, text=True,
+        )
+
+    def _answer(self, start):
+        """The worker's next line that starts with `start` (anything else it prints is skipped)."""
+        for line in self.process.stdout:
+            if line.startswith(start):
+                return line
+        self.process.wait()
+        self.log.seek(0)
+        raise RuntimeError(f"the benchmark worker exited with code {self.process.returncode}:\n"
+                           f"{self.log.read()[-3000:]}")
+
+    def wait_ready(self):
+        self._answer("ready")
+
+    def round(self):
+        """Runs one round in the worker; returns what its `run_round()` returned."""
+        self.process.stdin.write("round\n")
+        self.process.stdin.flush()
+        return json.loads(self._answer("{"))
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+        self.log.close()
