@@ -6,6 +6,12 @@ it is traced: assigning a new float mid-training changes nothing. `make_traced` 
 the optimizer's `get_config` still see a float. The replacement stays for the optimizer's lifetime, so later
 traces keep reading the same variable.
 
+It compares by value, as the float it stands for, and its value changes during training, so it is unhashable, as
+Python asks of a mutable object that compares by value: a hash by identity would break `a == b => hash(a) ==
+hash(b)` (it equals the float 0.9 but would not find 0.9's dict entry), and a hash by value would move the object to
+another bucket at each `assign`. Keras never hashes it: `copy.deepcopy` keys its memo by `id`, and saving sees the
+floats `get_config` reports.
+
 Example:
     >>> import keras
     >>> from tfopt.callbacks._traced_hyperparameter import make_traced
@@ -64,11 +70,14 @@ for _name, _op in [("add", operator.add), ("sub", operator.sub), ("mul", operato
     setattr(TracedHyperparameter, f"__{_name}__", _traced(_op))
     setattr(TracedHyperparameter, f"__r{_name}__", _traced(_op, reflected=True))
 TracedHyperparameter.__neg__ = lambda self: -self._tensor()
-TracedHyperparameter.__hash__ = lambda self: id(self)
+TracedHyperparameter.__hash__ = None  # compares by a value that changes: see the module's docstring
 
-tf.register_tensor_conversion_function(
-    TracedHyperparameter, lambda value, dtype=None, name=None, as_ref=False: tf.cast(value._tensor(), dtype or "float32")
-)
+
+def _to_tensor(value, dtype=None, name=None, as_ref=False):
+    return tf.cast(value._tensor(), dtype or "float32")
+
+
+tf.register_tensor_conversion_function(TracedHyperparameter, _to_tensor)
 
 
 def _report_floats(get_config):
