@@ -98,6 +98,16 @@ def build_optimizer(model):
         optimizer.build(model.trainable_variables)
 
 
+def sublayers(layer):
+    """The layers `layer` holds directly: a model's layers, a wrapper's `layer`, a QAT layer's folded BatchNorm."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def interpreter_ops(interpreter):
+    """The op details (index, op_name, inputs, outputs) of a LiteRT/TFLite interpreter's graph."""
+    return interpreter._get_ops_details()
+
+
 def _overrides(callback, *hooks):
     return any(getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook) for hook in hooks)
 

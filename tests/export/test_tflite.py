@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfopt import export
+from tfopt.quantize.quantizers import QuantizationAware
 
 
 def tiny_model():
@@ -15,10 +16,10 @@ def tiny_model():
     return keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
 
 
-class FakeQuantDense(keras.layers.Layer):
+class FakeQuantDense(QuantizationAware, keras.layers.Layer):
     """A Dense layer with per-tensor fake quantization of its input and kernel, as QAT leaves it after training."""
 
-    _tfopt_quantization_scheme = "int8"
+    scheme = "int8"
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
@@ -119,7 +120,7 @@ def test_missing_folder_is_reported_before_converting(tmp_path):
         export.to_tflite(tiny_model(), path=tmp_path / "missing" / "model.tflite")
 
 
-def test_is_quantization_aware_finds_the_hook_in_nested_layers():
+def test_is_quantization_aware_finds_the_marker_in_nested_layers():
     nested = keras.Sequential([keras.Input((4,)), keras.Sequential([FakeQuantDense(3)])])
     assert export.is_quantization_aware(nested)
     assert not export.is_quantization_aware(tiny_model())

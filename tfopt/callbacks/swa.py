@@ -6,14 +6,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfopt import _checks, _compat
+from tfopt import _checks, _compat, _surgery
 
 _ARRAY_BATCH_SIZE = 32
 
 
 def _batch_norm_layers(model):
     batch_norm = _compat.keras_of(model).layers.BatchNormalization
-    return [layer for layer in model._flatten_layers() if isinstance(layer, batch_norm)]
+    return [layer for layer in _surgery.layers(model, sublayers=True) if isinstance(layer, batch_norm)]
 
 
 def _input_batches(data):

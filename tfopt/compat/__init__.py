@@ -24,7 +24,7 @@ Example:
 
 import keras
 
-from tfopt import _compat
+from tfopt import _compat, _surgery
 from tfopt.compat import _models
 from tfopt.compat._layers import LAYERS
 
@@ -81,9 +81,9 @@ def to_keras3(model):
 
 def _check(owner, model, legacy):
     expected, other = ("tf_keras", "Keras 3") if legacy else ("Keras 3", "tf_keras")
-    if not _models.graph_kind(model) or _compat.is_legacy(model) != legacy:
+    if not _surgery.graph_kind(model) or _compat.is_legacy(model) != legacy:
         reverse = "to_tf_keras" if legacy else "to_keras3"
-        hint = f", which {reverse} carries to {expected}" if _models.graph_kind(model) else ""
+        hint = f", which {reverse} carries to {expected}" if _surgery.graph_kind(model) else ""
         raise TypeError(f"{owner}: argument `model` must be a {expected} Sequential or functional model. "
                         f"Received: {_describe(model)}{hint}")
     names = _models.unsupported(model)

@@ -12,8 +12,8 @@ Weights are copied layer by layer with `set_weights`; the source model is only r
 Example:
     >>> import keras
     >>> from tfopt.compat import _models
-    >>> _models.graph_kind(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
-    'Sequential'
+    >>> _models.unsupported(keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x, name="f")]))
+    ["'f' (Lambda)"]
 """
 
 import collections
@@ -23,7 +23,7 @@ import importlib
 import keras
 import tensorflow as tf
 
-from tfopt import _compat
+from tfopt import _compat, _surgery
 from tfopt.compat import _layers
 
 
@@ -36,20 +36,13 @@ class _Ref:
     tensor: int
 
 
-def graph_kind(obj):
-    """'Sequential' or 'Functional' for a built-in model of either generation, else None."""
-    kind = type(obj).__name__
-    built_in = type(obj).__module__.split(".")[0] in ("keras", "tf_keras")
-    return kind if built_in and kind in ("Sequential", "Functional") else None
-
-
 def unsupported(model):
     """`'name' (ClassName)` of every layer of `model`, nested models included, that can't cross."""
     source = _compat.keras_of(model)
     names = []
     for layer in model.layers:
         kind = type(layer).__name__
-        if graph_kind(layer):
+        if _surgery.graph_kind(layer):
             names += unsupported(layer)
         elif kind not in _layers.LAYERS or type(layer) is not getattr(source.layers, kind, None):
             names.append(f"'{layer.name}' ({kind})")
@@ -64,14 +57,14 @@ def convert(model, to_legacy):
     for entry in config["layers"]:
         name = entry["config"]["name"]
         source = sources.get(name)
-        layers[name] = convert(source, to_legacy) if graph_kind(source) else _rebuild(entry, to_legacy)
+        layers[name] = convert(source, to_legacy) if _surgery.graph_kind(source) else _rebuild(entry, to_legacy)
     target = _keras_module(to_legacy)
-    if graph_kind(model) == "Sequential":
+    if _surgery.graph_kind(model) == "Sequential":
         new = target.Sequential(list(layers.values()), name=config["name"])
     else:
         new = _wire(config, layers, to_legacy)
     for name, source in sources.items():
-        if not graph_kind(source):
+        if not _surgery.graph_kind(source):
             layers[name].set_weights(source.get_weights())
     return new
 

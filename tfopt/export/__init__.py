@@ -10,7 +10,7 @@ TensorFlow is imported when converting; running uses `ai_edge_litert` only.
 """
 
 from tfopt.export.litert import Benchmark, benchmark, evaluate, predict
-from tfopt.export.summary import Op, Summary, TensorSpec, inspect
+from tfopt.export.summary import Op, Summary, TensorSpec, float_ops_inside, inspect
 from tfopt.export.tflite import QUANTIZATIONS, is_quantization_aware, to_tflite
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "TensorSpec",
     "benchmark",
     "evaluate",
+    "float_ops_inside",
     "inspect",
     "is_quantization_aware",
     "predict",

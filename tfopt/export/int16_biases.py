@@ -6,7 +6,7 @@ TRANSPOSE_CONV reject ("bias->type != kTfLiteInt64"). The bias values and scales
 not. `tfopt.export.to_tflite` calls this for 16x8 models.
 
 Example:
-    >>> from tfopt.quantize.int16_biases import widen_int16_biases
+    >>> from tfopt.export.int16_biases import widen_int16_biases
     >>> fixed = widen_int16_biases(flatbuffer)  # doctest: +SKIP
 """
 

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from tfopt import _compat
 from tfopt.export import litert
 
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
@@ -75,6 +76,30 @@ def _weight_zeros(runner, op):
     return float(np.mean(weights == 0))
 
 
+def float_ops_inside(tflite):
+    """The ops of a quantized model that compute in float, as "NAME #index": every op with a float input or output
+    except a QUANTIZE reading a model input and a DEQUANTIZE writing a model output (the float edges of a model
+    whose inputs and outputs stay float).
+
+    Example:
+    >>> import keras, numpy as np, tfopt
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> tfopt.export.float_ops_inside(tfopt.export.to_tflite(model))
+    ['FULLY_CONNECTED #0']
+    """
+    runner = litert.interpreter(tflite, "float_ops_inside", delegates=False)
+    inputs = {d["index"] for d in runner.get_input_details()}
+    outputs = {d["index"] for d in runner.get_output_details()}
+    inside = []
+    for op in _compat.interpreter_ops(runner):
+        edge = ((op["op_name"] == "QUANTIZE" and set(op["inputs"]) <= inputs)
+                or (op["op_name"] == "DEQUANTIZE" and set(op["outputs"]) <= outputs))
+        types = [np.dtype(t) for t in (*op["operand_types"], *op["result_types"])]
+        if not edge and any(np.issubdtype(t, np.floating) for t in types):
+            inside.append(f"{op['op_name']} #{op['index']}")
+    return inside
+
+
 def inspect(tflite):
     """Lists the ops, tensors, inputs and outputs of a TFLite model, as the LiteRT interpreter reads it.
 
@@ -98,7 +123,7 @@ def inspect(tflite):
     ops = tuple(
         Op(op["op_name"], tuple(np.dtype(t).name for t in op["operand_types"]),
            tuple(np.dtype(t).name for t in op["result_types"]), _weight_zeros(runner, op))
-        for op in runner._get_ops_details()
+        for op in _compat.interpreter_ops(runner)
     )
     return Summary(
         ops=ops,

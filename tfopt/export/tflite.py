@@ -7,38 +7,13 @@ import sys
 import warnings
 
 import keras
-import numpy as np
 
-from tfopt import _checks, _compat, _files
-from tfopt.export import _data
-from tfopt.quantize.int16_biases import widen_int16_biases
+from tfopt import _checks, _compat, _files, _surgery, quantize
+from tfopt.export import _data, summary
+from tfopt.export.int16_biases import widen_int16_biases
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 _OWNER = "to_tflite"
-
-
-def _layers_within(model):
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        yield layer
-        stack.extend(getattr(layer, "layers", ()))
-
-
-def quantization_scheme(model):
-    """"int8" or "16x8" for a quantization-aware model, None for any other.
-
-    tfopt's QAT layers carry the attribute `_tfopt_quantization_scheme` (set by `tfopt.quantize.quantize_model`);
-    a tf_keras model quantized by tfmot (layers whose class names start with "Quantize", such as
-    `QuantizeWrapperV2`) is "int8".
-    """
-    for layer in _layers_within(model):
-        scheme = getattr(layer, "_tfopt_quantization_scheme", None)
-        if scheme:
-            return scheme
-        if _compat.is_legacy(layer) and type(layer).__name__.startswith("Quantize"):
-            return "int8"
-    return None
 
 
 def is_quantization_aware(model):
@@ -54,15 +29,27 @@ def is_quantization_aware(model):
     >>> tfopt.export.is_quantization_aware(model), tfopt.export.is_quantization_aware(quantized)
     (False, True)
     """
-    return quantization_scheme(model) is not None
+    return quantize.scheme_of(model) is not None
 
 
 def _check_ranges_learned(model):
     """Raises unless every activation range of a tfopt QAT model has seen a training batch."""
-    untrained = [layer.name for layer in _layers_within(model)
-                 if hasattr(layer, "_tfopt_quantization_scheme") and np.asarray(getattr(layer, "batches_seen", 1)) == 0]
+    untrained = quantize.unlearned_ranges(model)
+    if len(untrained) > 4:
+        untrained = [*untrained[:3], f"... {len(untrained)} in all"]
     _checks.satisfies(_OWNER, "model", model, not untrained,
                       f"trained before export: its activation ranges are learned in `fit` (untrained: {untrained})")
+
+
+def _check_integer_only(flatbuffer):
+    """Raises unless every op of a QAT model's flatbuffer computes in integers (float only at its inputs/outputs)."""
+    floating = summary.float_ops_inside(flatbuffer)
+    if floating:
+        raise ValueError(
+            f"{_OWNER}: the quantization-aware model converts with {len(floating)} op(s) computing in float between "
+            f"integer ones: {', '.join(floating)}. Quantize the layers behind them (or drop them from "
+            "`quantize_model(skip=...)`), or pass `allow_float_ops=True` to export the mixed model anyway."
+        )
 
 
 @contextlib.contextmanager
@@ -85,11 +72,12 @@ def _quiet():
         os.close(saved[1])
 
 
-def _check_arguments(model, quantization, representative_data, int8_io, scheme):
+def _check_arguments(model, quantization, representative_data, int8_io, scheme, allow_float_ops):
     if not _compat.is_legacy(model):
         _checks.instance(_OWNER, "model", model, keras.Model, "a Keras 3 or tf_keras Model")
     _checks.choice(_OWNER, "quantization", quantization, QUANTIZATIONS)
-    _checks.instance(_OWNER, "int8_io", int8_io, bool, "a bool")
+    _checks.boolean(_OWNER, "int8_io", int8_io)
+    _checks.boolean(_OWNER, "allow_float_ops", allow_float_ops)
     int8_io_fits = not int8_io or (quantization == "int8" and scheme != "16x8")
     _checks.satisfies(_OWNER, "int8_io", int8_io, int8_io_fits,
                       'False unless quantization="int8" (and the model is not a 16x8 QAT model)')
@@ -98,7 +86,8 @@ def _check_arguments(model, quantization, representative_data, int8_io, scheme):
                       "float model it was made from for float32, float16 or dynamic range)")
     if quantization != "int8":
         return
-    half = sorted({layer.dtype_policy.name for layer in _layers_within(model) if not _compat.is_legacy(layer)
+    half = sorted({layer.dtype_policy.name for layer in _surgery.layers(model, containers=True)
+                   if not _compat.is_legacy(layer)
                    and getattr(layer, "dtype_policy", None) is not None
                    and layer.dtype_policy.compute_dtype in ("float16", "bfloat16")})
     _checks.satisfies(
@@ -148,7 +137,8 @@ def _converter(model, quantization, representative_data, int8_io, scheme):
     return converter
 
 
-def to_tflite(model, quantization=None, representative_data=None, path=None, int8_io=False, overwrite=False):
+def to_tflite(model, quantization=None, representative_data=None, path=None, int8_io=False, overwrite=False,
+              allow_float_ops=False):
     """Converts `model` with TensorFlow's TFLite converter and returns the flatbuffer, optionally written to `path`.
 
     | quantization | weights | activations | needs                                                  |
@@ -161,7 +151,9 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
     "int8" with `representative_data` is full-integer post-training quantization: every op must have an int8 kernel
     (`TFLITE_BUILTINS_INT8`) or conversion fails. A quantization-aware model (`is_quantization_aware`; from
     `tfopt.quantize.quantize_model` or tfmot) carries its ranges in its fake-quant ops and takes no calibration data;
-    ops its fake-quant ops don't cover may stay float (check with `inspect`). "int8" of a 16x8 QAT model
+    an op its fake-quant ops don't cover would stay float between integer ones: that raises a ValueError naming
+    it, unless `allow_float_ops=True` (for layers kept in float on purpose, `quantize_model(skip=...)`).
+    "int8" of a 16x8 QAT model
     (`quantize_model(scheme="16x8")`) gives TFLite's 16x8 mode: int8 weights, int16 activations. The converter's
     logs are silenced.
 
@@ -176,6 +168,8 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
             returns floats. Defaults to False.
         overwrite: replace an existing `path`; otherwise a `FileExistsError` is raised before converting.
             Defaults to False.
+        allow_float_ops: export a quantization-aware model even if some of its ops compute in float between
+            integer ones. Defaults to False.
 
     Returns:
         The flatbuffer as `bytes`.
@@ -187,8 +181,8 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
     >>> tfopt.export.inspect(flatbuffer).ops_of("FULLY_CONNECTED")[0].outputs
     ('int8',)
     """
-    scheme = quantization_scheme(model)
-    _check_arguments(model, quantization, representative_data, int8_io, scheme)
+    scheme = quantize.scheme_of(model)
+    _check_arguments(model, quantization, representative_data, int8_io, scheme, allow_float_ops)
     if path is not None:
         path = _check_path(path, overwrite)
     converter = _converter(model, quantization, representative_data, int8_io, scheme)
@@ -202,6 +196,8 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
         ) from error
     if scheme == "16x8":
         flatbuffer = widen_int16_biases(flatbuffer)
+    if scheme is not None and not allow_float_ops:
+        _check_integer_only(flatbuffer)
     if path is not None:
         _files.write_atomically(path, lambda file: file.write(flatbuffer))
     return flatbuffer

@@ -1,4 +1,4 @@
-"""Which layers tfopt prunes on a Keras 3 model, and which kernel of each.
+"""Which layers tfopt prunes, and which kernel of each; `choose_layers` picks them for both Kerases.
 
 | layer                                  | pruned kernel      | "channel" prunes               | "N:M" groups along |
 | -------------------------------------- | ------------------ | ------------------------------ | ------------------ |
@@ -12,6 +12,11 @@ Biases, a separable convolution's depthwise kernel and every other layer are lef
 import dataclasses
 
 import keras
+
+from tfopt import _checks
+from tfopt.prune import masks
+
+_OWNER = "prune_low_magnitude"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +63,46 @@ def kernel_of(layer, classes=keras.layers):
     return next((kernel for cls, kernel in _KERNELS.items() if isinstance(layer, getattr(classes, cls.__name__))), None)
 
 
-def flatten(model):
-    """The layers of `model`, looking into nested Sequential and Functional models (Keras 3 and tf_keras)."""
-    for layer in model.layers:
-        if hasattr(layer, "layers"):
-            yield from flatten(layer)
-        else:
-            yield layer
+_LAYERS = "a layer class, a layer name, a function layer -> bool, or a list of them"
+
+
+def _entries(layers):
+    """`layers` as a list of classes, names and predicates."""
+    entries = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+    for entry in entries:
+        valid = isinstance(entry, (type, str)) or callable(entry)
+        _checks.satisfies(_OWNER, "layers", layers, valid, _LAYERS, TypeError)
+    return entries
+
+
+def _matches(layer, entry):
+    if isinstance(entry, type):
+        return isinstance(layer, entry)
+    if isinstance(entry, str):
+        return layer.name == entry
+    return bool(entry(layer))
+
+
+def choose_layers(candidates, structure, layers, kernel_of, described="prunable layers"):
+    """The layers among `candidates` to prune: those `layers` picks (by class, name or predicate), or by default
+    every one `kernel_of` knows (depthwise ones left out under "N:M"). Raises for a choice that can't be pruned.
+
+    Both Kerases choose through it: `kernel_of` reads their layer classes; `described` names the candidates in the
+    error for an unknown name.
+    """
+    if layers is None:
+        grouped = isinstance(masks.parse(_OWNER, structure), tuple)
+        kernels = [(layer, kernel_of(layer)) for layer in candidates]
+        chosen = [layer for layer, kernel in kernels if kernel is not None and (kernel.groupable or not grouped)]
+    else:
+        entries = _entries(layers)
+        missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in candidates}
+        _checks.satisfies(_OWNER, "layers", layers, not missing, f"names of {described}; not one: {sorted(missing)}")
+        chosen = [layer for layer in candidates if any(_matches(layer, entry) for entry in entries)]
+    rule = f"a choice of at least one prunable layer ({PRUNABLE}) of the model"
+    _checks.satisfies(_OWNER, "layers", layers, chosen, rule)
+    for layer in chosen:
+        kernel = kernel_of(layer)
+        if kernel is not None:  # tf_keras: a layer only tfmot prunes (Embedding, ...) is left to tfmot's checks
+            masks.check_fits(_OWNER, structure, layer, kernel)
+    return chosen

@@ -1,62 +1,17 @@
 """`prune_low_magnitude`: a copy of a model whose chosen layers prune their kernels while it trains."""
 
-from tfopt import _checks, _compat
-from tfopt.prune import _cloning, _layers, masks
+from tfopt import _checks, _compat, _surgery
+from tfopt.prune import _layers, masks
 from tfopt.prune.schedules import PruningSchedule
 from tfopt.prune.wrapper import PruneLowMagnitude, pruned_layers
 
 _OWNER = "prune_low_magnitude"
-_LAYERS = "a layer class, a layer name, a function layer -> bool, or a list of them"
-
-
-def _entries(layers):
-    """`layers` as a list of classes, names and predicates."""
-    entries = list(layers) if isinstance(layers, (list, tuple)) else [layers]
-    for entry in entries:
-        valid = isinstance(entry, (type, str)) or callable(entry)
-        _checks.satisfies(_OWNER, "layers", layers, valid, _LAYERS, TypeError)
-    return entries
-
-
-def _matches(layer, entry):
-    if isinstance(entry, type):
-        return isinstance(layer, entry)
-    if isinstance(entry, str):
-        return layer.name == entry
-    return bool(entry(layer))
-
-
-def choose_layers(candidates, structure, layers, kernel_of, described="prunable layers"):
-    """The layers among `candidates` to prune: those `layers` picks (by class, name or predicate), or by default
-    every one `kernel_of` knows (depthwise ones left out under "N:M"). Raises for a choice that can't be pruned.
-
-    Both Kerases choose through it: `kernel_of` reads their layer classes; `described` names the candidates in the
-    error for an unknown name.
-    """
-    if layers is None:
-        grouped = isinstance(masks.parse(_OWNER, structure), tuple)
-        kernels = [(layer, kernel_of(layer)) for layer in candidates]
-        chosen = [layer for layer, kernel in kernels if kernel is not None and (kernel.groupable or not grouped)]
-    else:
-        entries = _entries(layers)
-        missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in candidates}
-        _checks.satisfies(_OWNER, "layers", layers, not missing, f"names of {described}; not one: {sorted(missing)}")
-        chosen = [layer for layer in candidates if any(_matches(layer, entry) for entry in entries)]
-    rule = f"a choice of at least one prunable layer ({_layers.PRUNABLE}) of the model"
-    _checks.satisfies(_OWNER, "layers", layers, chosen, rule)
-    for layer in chosen:
-        kernel = kernel_of(layer)
-        if kernel is not None:  # tf_keras: a layer only tfmot prunes (Embedding, ...) is left to tfmot's checks
-            masks.check_fits(_OWNER, structure, layer, kernel)
-    return chosen
-
-
 def _select(model, structure, layers):
     """The layers of `model` to prune: prunable ones picked by `layers`, all of them by default."""
     _checks.satisfies(_OWNER, "model", model, model.built, "built (give it an `Input` or call it once)")
     _checks.satisfies(_OWNER, "model", model, not pruned_layers(model), "not pruned yet (strip_pruning it first)")
-    prunable = [layer for layer in _layers.flatten(model) if _layers.kernel_of(layer) is not None]
-    return choose_layers(prunable, structure, layers, _layers.kernel_of)
+    prunable = [layer for layer in _surgery.layers(model) if _layers.kernel_of(layer) is not None]
+    return _layers.choose_layers(prunable, structure, layers, _layers.kernel_of)
 
 
 def prune_low_magnitude(model, schedule, structure=None, layers=None):
@@ -104,13 +59,13 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
         from tfopt.prune import tfmot as _tfmot
 
         return _tfmot.prune_low_magnitude(model, schedule, structure, layers)
-    _cloning.check_model(_OWNER, model)
+    _surgery.check_copyable(_OWNER, model)
     chosen = {id(layer) for layer in _select(model, structure, layers)}
 
     def wrap(layer):
         if id(layer) not in chosen:
             return None
-        inner = _cloning.copy_layer(layer)
+        inner = _surgery.copy_layer(layer)
         return PruneLowMagnitude(inner, schedule, structure), inner, layer.get_weights()
 
-    return _cloning.clone_with(model, wrap)
+    return _surgery.clone_with(model, wrap)

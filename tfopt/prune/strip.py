@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from tfopt import _compat
-from tfopt.prune import _cloning
+from tfopt import _compat, _surgery
 from tfopt.prune.wrapper import PruneLowMagnitude
 
 _OWNER = "strip_pruning"
@@ -12,7 +11,7 @@ _OWNER = "strip_pruning"
 def _unwrap(layer):
     if not isinstance(layer, PruneLowMagnitude):
         return None
-    inner, kernel = _cloning.copy_layer(layer.layer), layer.pruned_kernel
+    inner, kernel = _surgery.copy_layer(layer.layer), layer.pruned_kernel
     mask = np.asarray(layer.mask)
     weights = [np.asarray(weight) * mask if weight is kernel else np.asarray(weight) for weight in layer.layer.weights]
     return inner, inner, weights
@@ -40,5 +39,5 @@ def strip_pruning(model):
         from tfopt.prune import tfmot as _tfmot
 
         return _tfmot.strip_pruning(model)
-    _cloning.check_model(_OWNER, model)
-    return _cloning.clone_with(model, _unwrap)
+    _surgery.check_copyable(_OWNER, model)
+    return _surgery.clone_with(model, _unwrap)

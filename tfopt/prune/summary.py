@@ -5,8 +5,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from tfopt import _checks, _compat
-from tfopt.prune import _layers
+from tfopt import _checks, _compat, _surgery
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +53,7 @@ def sparsity(model):
     if not _compat.is_legacy(model):
         _checks.instance("sparsity", "model", model, keras.Model, "a Keras 3 or tf_keras Model")
     rows = []
-    for layer in _layers.flatten(model):
+    for layer in _surgery.layers(model):
         owner = getattr(layer, "layer", layer)  # a pruning wrapper reports under the name of what it wraps
         for short, weight in _kernels(layer):
             values = np.asarray(weight)

@@ -38,8 +38,8 @@ Example:
 
 import functools
 
+from tfopt import _surgery
 from tfopt.prune import _layers, masks
-from tfopt.prune.prune import choose_layers
 
 _OWNER = "prune_low_magnitude"
 
@@ -119,33 +119,9 @@ def _choose(model, structure, layers):
     """The ids of the layers of `model` to prune (see the module docstring); raises for a choice that can't be."""
     import tf_keras
 
-    candidates = [layer for layer in _layers.flatten(model) if not isinstance(layer, tf_keras.layers.InputLayer)]
-    chosen = choose_layers(candidates, structure, layers, _kernel_of, described="layers of the model")
+    candidates = [layer for layer in _surgery.layers(model) if not isinstance(layer, tf_keras.layers.InputLayer)]
+    chosen = _layers.choose_layers(candidates, structure, layers, _kernel_of, described="layers of the model")
     return {id(layer) for layer in chosen}
-
-
-def _clone(model, replace):
-    """A copy of the tf_keras `model` in which `replace(layer)` stands in for each layer, in nested models too.
-
-    `replace` returns `(new_layer, target, weights)`: the layer for the copy, and the (sub)layer of it to fill with
-    the arrays `weights` once the copy is built, or None as `target` to put `layer` itself in the copy.
-    """
-    import tf_keras
-
-    fills = []
-
-    def clone_function(layer):
-        if isinstance(layer, tf_keras.Model):
-            return tf_keras.models.clone_model(layer, clone_function=clone_function)
-        new_layer, target, weights = replace(layer)
-        if target is not None:
-            fills.append((target, weights))
-        return new_layer
-
-    clone = tf_keras.models.clone_model(model, clone_function=clone_function)
-    for target, weights in fills:
-        target.set_weights(weights)
-    return clone
 
 
 def prune_low_magnitude(model, schedule, structure=None, layers=None):
@@ -179,12 +155,11 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
 
     def replace(layer):
         if id(layer) not in chosen:
-            new_layer = type(layer).from_config(layer.get_config())
-            return new_layer, new_layer, layer.get_weights()
+            return None
         inner = prunable_depthwise_classes().get(type(layer), type(layer)).from_config(layer.get_config())
         return api.prune_low_magnitude(inner, **params), inner, layer.get_weights()
 
-    return _clone(model, replace)
+    return _surgery.clone_with(model, replace)
 
 
 def update_pruning_step():
@@ -205,4 +180,4 @@ def strip_pruning(model):
         new_layer = plain[type(layer)].from_config(layer.get_config())
         return new_layer, new_layer, layer.get_weights()
 
-    return _clone(_sparsity_api().strip_pruning(model), replace)
+    return _surgery.clone_with(_sparsity_api().strip_pruning(model), replace)

@@ -3,22 +3,11 @@
 import keras
 from keras import ops
 
-from tfopt import _checks
+from tfopt import _checks, _surgery
 from tfopt.prune import _layers, masks
 from tfopt.prune.schedules import PruningSchedule
 
 _OWNER = "PruneLowMagnitude"
-
-
-def _keep_masked(mask, constraint):
-    """The kernel's constraint: the layer's own one (if any), then the mask. Optimizers apply it after each step."""
-
-    def apply(kernel):
-        if constraint is not None:
-            kernel = constraint(kernel)
-        return kernel * mask
-
-    return apply
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -75,7 +64,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.pruning_step = self.add_weight(
             name="pruning_step", shape=(), initializer="zeros", dtype="int64", trainable=False
         )
-        kernel.constraint = _keep_masked(self.mask, kernel.constraint)
+        kernel.constraint = _surgery.masked_constraint(self.mask, kernel.constraint)
 
     def _advance(self):
         """Counts a training step, recomputes the mask when the schedule says so, and zeroes the pruned weights."""
@@ -111,4 +100,4 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
 def pruned_layers(model):
     """The `PruneLowMagnitude` layers of a Keras 3 model, nested models included."""
-    return [layer for layer in _layers.flatten(model) if isinstance(layer, PruneLowMagnitude)]
+    return [layer for layer in _surgery.layers(model) if isinstance(layer, PruneLowMagnitude)]

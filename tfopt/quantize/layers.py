@@ -7,8 +7,7 @@ Both are public for `isinstance` checks and for loading saved models; build mode
 import keras
 from keras import ops
 
-from tfopt import _checks
-from tfopt.prune.wrapper import _keep_masked
+from tfopt import _checks, _surgery
 from tfopt.quantize import schemes
 from tfopt.quantize.quantizers import QuantizationAware, QuantizeActivation, fake_quant_weights
 
@@ -104,7 +103,7 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
             self.sparsity_mask = self.add_weight(
                 name="sparsity_mask", shape=kernel.shape, initializer="ones", dtype=kernel.dtype, trainable=False
             )
-            kernel.constraint = _keep_masked(self.sparsity_mask, kernel.constraint)
+            kernel.constraint = _surgery.masked_constraint(self.sparsity_mask, kernel.constraint)
         self.output_quantizer.build(output_shape)
         if self.pre_activation_quantizer is not None:
             self.pre_activation_quantizer.build(output_shape)

@@ -2,10 +2,9 @@
 
 import keras
 
-from tfopt import _checks, _compat
-from tfopt.prune import _cloning
-from tfopt.prune.wrapper import pruned_layers
-from tfopt.quantize import _graph, schemes
+from tfopt import _checks, _compat, _surgery
+from tfopt.prune import PruneLowMagnitude
+from tfopt.quantize import schemes
 from tfopt.quantize.layers import FOLDABLE, FUSABLE_ACTIVATIONS, QuantizeConvolution, QuantizeOutputs
 from tfopt.quantize.quantizers import QuantizeActivation
 
@@ -74,9 +73,9 @@ def _check_skip_names(model, skip):
 
 
 def _check_model(model):
-    _cloning.check_model(_OWNER, model)
+    _surgery.check_copyable(_OWNER, model)
     _checks.satisfies(_OWNER, "model", model, model.built, "built (give it an `Input` or call it once)")
-    pruned = [layer.name for layer in pruned_layers(model)]
+    pruned = [layer.name for layer in _surgery.layers(model) if isinstance(layer, PruneLowMagnitude)]
     _checks.satisfies(_OWNER, "model", model, not pruned,
                       f"free of pruning wrappers (strip_pruning it first; wrapped: {pruned})")
 
@@ -92,12 +91,7 @@ class _Rebuilder:
                 shared = graph.call_count(layer) > 1  # a shared layer keeps its BatchNorm and activation apart
                 self.fusions[id(layer)] = (None, None, []) if shared else _fusion(graph, layer)
                 self.absorbed.update(id(member) for member in self.fusions[id(layer)][2])
-        self.fills, self.quantized_inputs, self.produced, self.replacements = [], {}, set(), {}
-
-    def _copy(self, layer):
-        duplicate = _cloning.copy_layer(layer)
-        self.fills.append((duplicate, layer.get_weights()))
-        return duplicate
+        self.fills, self.quantized_inputs, self.produced, self.replacements = _surgery.WeightFills(), {}, set(), {}
 
     def _quantize_input(self, tensor):
         if id(tensor) not in self.quantized_inputs:
@@ -115,12 +109,12 @@ class _Rebuilder:
                              "TFLite converter, which rejects int16 inputs to it. Use scheme='int8' for this model.")
         if id(layer) in self.fusions:
             batch_norm, activation, _ = self.fusions[id(layer)]
-            norm = None if batch_norm is None else self._copy(batch_norm)
-            return QuantizeConvolution(self._copy(layer), norm, activation, self.scheme, self.preserve_sparsity)
+            norm = None if batch_norm is None else self.fills.copy(batch_norm)
+            return QuantizeConvolution(self.fills.copy(layer), norm, activation, self.scheme, self.preserve_sparsity)
         if isinstance(layer, PASS_THROUGH):
-            return self._copy(layer)
+            return self.fills.copy(layer)
         if isinstance(layer, OUTPUT_QUANTIZED) or _skipped(layer, self.skip):
-            return QuantizeOutputs(self._copy(layer), self.scheme)
+            return QuantizeOutputs(self.fills.copy(layer), self.scheme)
         raise ValueError(
             f"{_OWNER}: layer '{layer.name}' ({type(layer).__name__}) can't be quantized. Pass "
             f"`skip=['{layer.name}']` to keep it in float, or use the layers quantize_model supports: {_SUPPORTED}."
@@ -181,11 +175,10 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
         return _tfmot.quantize_model(model, scheme_spec, skip, preserve_sparsity)
     _check_model(model)
     _check_skip_names(model, skip)
-    functional = _graph.as_functional(model)
-    rebuild = _Rebuilder(_graph.trace(functional), scheme, skip, preserve_sparsity)
-    quantized = keras.models.clone_model(functional, clone_function=lambda layer: layer, call_function=rebuild)
-    for target, weights in rebuild.fills:
-        target.set_weights(weights)
+    functional = _surgery.as_functional(model)
+    rebuild = _Rebuilder(_surgery.trace(functional), scheme, skip, preserve_sparsity)
+    quantized = _surgery.rewire(functional, rebuild)
+    rebuild.fills.apply()
     if preserve_sparsity:
         for layer in quantized.layers:
             if isinstance(layer, QuantizeConvolution):

@@ -6,8 +6,10 @@ Both pass gradients straight through inside the range (the straight-through esti
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
+from tfopt import _checks
 from tfopt.quantize import schemes
 
 _TINY = 1e-8  # keeps a range of all-zero weights or activations from being empty
@@ -32,6 +34,7 @@ def fake_quant_weights(kernel, axis=None, bits=8):
     >>> np.asarray(fake_quant_weights(np.array([1.27, -0.5, 0.003], "float32"))).astype("float64").round(4).tolist()
     [1.27, -0.5, 0.0]
     """
+    _checks.integer("fake_quant_weights", "bits", bits, low=2, high=16)
     reduce_axes = None if axis is None else [a for a in range(len(kernel.shape)) if a != axis % len(kernel.shape)]
     bound = ops.maximum(ops.stop_gradient(ops.max(ops.abs(kernel), axis=reduce_axes)), _TINY)
     return keras.quantizers.fake_quant_with_min_max_vars(
@@ -40,11 +43,21 @@ def fake_quant_weights(kernel, axis=None, bits=8):
 
 
 class QuantizationAware:
-    """Marks tfopt's QAT layers for `tfopt.export.to_tflite`, which reads their `scheme` to choose the conversion."""
+    """Marks tfopt's QAT layers; `tfopt.quantize.scheme_of` reads their `scheme` attribute."""
 
-    @property
-    def _tfopt_quantization_scheme(self):
-        return self.scheme
+
+def _global_range(low, high):
+    """(min of the replicas' `low`, max of their `high`) under a `tf.distribute` strategy; (low, high) without.
+
+    Each replica sees its share of the global batch: averaging their ranges would learn a narrower range than one
+    device on the same batch. Every replica gets the same values, so the variables' "mean" aggregation keeps them.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return low, high
+    gathered = context.all_gather(ops.reshape(ops.stack([low, -high]), (1, 2)), axis=0)
+    lowest = ops.min(gathered, axis=0)
+    return lowest[0], -lowest[1]
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -79,7 +92,7 @@ class QuantizeActivation(QuantizationAware, keras.layers.Layer):
         super().__init__(autocast=False, **kwargs)  # its float32 ranges stay float32 under mixed precision
         self.scheme = scheme
         self._scheme = schemes.get(type(self).__name__, scheme)
-        self.decay = decay
+        self.decay = _checks.fraction(type(self).__name__, "decay", decay)
 
     def build(self, input_shape=None):
         def state(name):
@@ -93,8 +106,7 @@ class QuantizeActivation(QuantizationAware, keras.layers.Layer):
 
     def _track(self, inputs):
         inputs = ops.cast(inputs, "float32")
-        low = ops.minimum(ops.min(inputs), 0.0)
-        high = ops.maximum(ops.max(inputs), 0.0)
+        low, high = _global_range(ops.minimum(ops.min(inputs), 0.0), ops.maximum(ops.max(inputs), 0.0))
         first = ops.equal(self.batches_seen, 0.0)
         self.min_value.assign(ops.where(first, low, self.decay * self.min_value + (1.0 - self.decay) * low))
         self.max_value.assign(ops.where(first, high, self.decay * self.max_value + (1.0 - self.decay) * high))

@@ -1,0 +1,191 @@
+"""Model surgery: walk a model's layers, copy a Sequential/Functional model with layers replaced, carry weights.
+
+Every area that rewrites a model goes through here: pruning wraps layers, quantization rewrites the layer graph,
+compat rebuilds a model in the other Keras, distillation taps features by layer name. Both Kerases are served;
+which one a model belongs to is asked of `tfopt._compat`.
+
+Example:
+    >>> import keras
+    >>> from tfopt import _surgery
+    >>> inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="a")], name="inner")
+    >>> model = keras.Sequential([keras.Input((3,)), inner, keras.layers.Dense(1, name="b")], name="outer")
+    >>> [layer.name for layer in _surgery.layers(model)]
+    ['a', 'b']
+    >>> [layer.name for layer in _surgery.layers(model, containers=True)]
+    ['outer', 'inner', 'a', 'b']
+"""
+
+import dataclasses
+
+import keras
+
+from tfopt import _checks, _compat
+
+
+def graph_kind(obj):
+    """'Sequential' or 'Functional' for a built-in model of either Keras (what can be copied layer by layer), else
+    None (a layer, a subclassed model, anything else)."""
+    kind = type(obj).__name__
+    built_in = type(obj).__module__.split(".")[0] in ("keras", "tf_keras")
+    return kind if built_in and kind in ("Sequential", "Functional") else None
+
+
+def layers(model, containers=False, sublayers=False):
+    """Every layer of `model` in order, looking into nested models.
+
+    Args:
+        model: a model of either Keras (or a layer: it yields itself).
+        containers: also yield `model` and each nested model, before their layers. Defaults to `False`.
+        sublayers: also look into the layers a layer holds itself (a wrapper's `layer`, a QAT layer's folded
+            BatchNormalization), nested models included. Defaults to `False`.
+    """
+    is_container = hasattr(model, "layers")
+    if containers or not is_container:
+        yield model
+    children = _compat.sublayers(model) if sublayers else getattr(model, "layers", ())
+    for child in children:
+        yield from layers(child, containers, sublayers)
+
+
+def check_copyable(owner, model):
+    """Raises a TypeError unless `model` is a Keras 3 Sequential or Functional model (what `clone_with` copies)."""
+    _checks.instance(owner, "model", model, keras.Model, "a Keras 3 or tf_keras Model")
+    _checks.satisfies(
+        owner, "model", model, isinstance(model, keras.Sequential) or hasattr(model, "outputs"),
+        "a Sequential or Functional model (a subclassed model cannot be copied layer by layer)", TypeError,
+    )
+
+
+def copy_layer(layer):
+    """A new, unbuilt layer with `layer`'s class and configuration (either Keras)."""
+    return type(layer).from_config(layer.get_config())
+
+
+def masked_constraint(mask, constraint):
+    """A kernel constraint that applies `constraint` (if any), then zeroes what `mask` zeroes: optimizers apply it
+    after each step, so masked weights stay exactly 0 under any optimizer."""
+
+    def apply(kernel):
+        if constraint is not None:
+            kernel = constraint(kernel)
+        return kernel * mask
+
+    return apply
+
+
+class WeightFills:
+    """Weights to put into the layers of a copy once it is built: `fills.apply()` after the copy exists."""
+
+    def __init__(self):
+        self._pending = []
+
+    def add(self, target, weights):
+        """Fills `target` with the arrays `weights` (in `target.weights` order) on `apply`."""
+        self._pending.append((target, weights))
+
+    def copy(self, layer):
+        """A copy of `layer` that will receive `layer`'s weights."""
+        duplicate = copy_layer(layer)
+        self.add(duplicate, layer.get_weights())
+        return duplicate
+
+    def apply(self):
+        for target, weights in self._pending:
+            target.set_weights(weights)
+
+
+def clone_with(model, replace):
+    """A copy of `model` (Keras 3 or tf_keras, nested models included) in which `replace(layer)` may stand in for a
+    layer; `model` itself is left untouched.
+
+    `replace(layer)` returns None to copy the layer with its weights, or `(new_layer, target, weights)`: the layer to
+    put in the copy, the (sub)layer of it to fill, and the arrays to fill it with (`target` None: fill nothing).
+    """
+    fills = WeightFills()
+
+    def clone_function(layer):
+        replacement = replace(layer)
+        if replacement is None:
+            return fills.copy(layer)
+        new_layer, target, weights = replacement
+        if target is not None:
+            fills.add(target, weights)
+        return new_layer
+
+    if _compat.is_legacy(model):
+        legacy = _compat.keras_of(model)
+
+        def legacy_clone_function(layer):
+            if isinstance(layer, legacy.Model):
+                return legacy.models.clone_model(layer, clone_function=legacy_clone_function)
+            return clone_function(layer)
+
+        clone = legacy.models.clone_model(model, clone_function=legacy_clone_function)
+    else:
+        clone = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
+    fills.apply()
+    return clone
+
+
+def as_functional(model):
+    """`model` itself if it is Functional; a Functional over the same layers for a Keras 3 Sequential."""
+    if isinstance(model, keras.Sequential):
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    return model
+
+
+def rewire(functional, call_function):
+    """A copy of a Keras 3 Functional model in which `call_function(layer, *args, **kwargs)` makes each layer call.
+
+    Keras's public hook on every call (`keras.models.clone_model(call_function=...)`): the function may call another
+    layer, several, or none (returning its input). It receives the model's own layers; copy them (`WeightFills`)
+    rather than calling them, or the model gains call nodes.
+    """
+    return keras.models.clone_model(functional, clone_function=lambda layer: layer, call_function=call_function)
+
+
+@dataclasses.dataclass
+class Graph:
+    """Who feeds whom in a Functional model.
+
+    Attributes:
+        calls: each layer call in order, as (layer, the layers producing its inputs; None for a model input).
+        readers: for each layer (by id), the layers that read its output, once per read; a model output counts
+            as one read by None.
+    """
+
+    calls: list
+    readers: dict
+
+    def sole_reader(self, layer):
+        """The only layer reading `layer`'s output, or None if there are several, none, or it is a model output."""
+        readers = self.readers.get(id(layer), [])
+        return readers[0] if len(readers) == 1 else None
+
+    def call_count(self, layer):
+        return sum(called is layer for called, _ in self.calls)
+
+
+def trace(functional):
+    """The `Graph` of a Keras 3 Functional model, found by rewiring copies of its layers (it gains no call nodes)."""
+    produced_by, copies, calls = {}, {}, []
+
+    def call(layer, *args, **kwargs):
+        if id(layer) not in copies:  # a shared layer stays one (named) layer
+            copies[id(layer)] = copy_layer(layer)
+        duplicate = copies[id(layer)]
+        outputs = duplicate(*args, **kwargs)
+        sources = [produced_by.get(id(t)) for t in keras.tree.flatten(args) if isinstance(t, keras.KerasTensor)]
+        calls.append((layer, sources))
+        for tensor in keras.tree.flatten(outputs):
+            produced_by[id(tensor)] = layer
+        return outputs
+
+    copied = rewire(functional, call)
+    readers = {}
+    for layer, sources in calls:
+        for source in sources:
+            readers.setdefault(id(source), []).append(layer)
+    for tensor in copied.outputs:
+        readers.setdefault(id(produced_by.get(id(tensor))), []).append(None)
+    return Graph(calls, readers)
