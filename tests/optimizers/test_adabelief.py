@@ -79,10 +79,6 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables():
         (dict(epsilon=-1e-16), ValueError, "AdaBelief: argument `epsilon` must be >= 0. Received: epsilon=-1e-16"),
         (dict(weight_decay=-0.1), ValueError,
          "AdaBelief: argument `weight_decay` must be >= 0. Received: weight_decay=-0.1"),
-        (dict(rectify="no"), ValueError,
-         "AdaBelief: argument `rectify` must be one of False, True. Received: rectify='no'"),
-        (dict(degenerated_to_sgd=2), ValueError,
-         "AdaBelief: argument `degenerated_to_sgd` must be one of False, True. Received: degenerated_to_sgd=2"),
     ],
 )
 def test_invalid_arguments_raise(arguments, error, message):

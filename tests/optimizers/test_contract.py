@@ -1,7 +1,7 @@
-"""Behaviour every tfopt optimizer shares, tested once for all of them: config and `.keras` round trips, `fit`, `jit_compile`, a 2-replica
-MirroredStrategy equal to one device, `LossScaleOptimizer` with mixed_float16, clipping, `exclude_from_weight_decay`,
-the sparse gradients of an `Embedding`, and a `.keras` save/load mid-training whose next steps equal an
-uninterrupted run."""
+"""Behaviour every tfopt optimizer shares, tested once for all of them: config and `.keras` round trips, `fit`,
+`jit_compile`, a 2-replica MirroredStrategy equal to one device, `LossScaleOptimizer` with mixed_float16, clipping,
+`exclude_from_weight_decay`, the sparse gradients of an `Embedding`, and a `.keras` save/load mid-training whose next
+steps equal an uninterrupted run."""
 
 import contextlib
 
@@ -24,7 +24,9 @@ OPTIMIZERS = {
     "Prodigy": (lambda **kw: topt.Prodigy(**kw), False),
     "LazyAdam": (lambda **kw: topt.LazyAdam(learning_rate=1e-2, **kw), True),
     "Lookahead": (lambda **kw: topt.Lookahead(keras.optimizers.Adam(1e-2, **kw), sync_period=3), True),
-    "GradientCentralization": (lambda **kw: topt.GradientCentralization(keras.optimizers.SGD(1e-2, momentum=0.9, **kw)), True),
+    "GradientCentralization": (
+        lambda **kw: topt.GradientCentralization(keras.optimizers.SGD(1e-2, momentum=0.9, **kw)), True
+    ),
 }
 
 
@@ -164,8 +166,8 @@ def test_clipping_equals_feeding_clipped_gradients(optimizer_case, clipping):
 def test_exclude_from_weight_decay(optimizer_case):
     name, make, independent = optimizer_case
     if name in ("Lookahead", "GradientCentralization"):
-        make = {"Lookahead": lambda **kw: topt.Lookahead(keras.optimizers.AdamW(1e-2, **kw)),
-                "GradientCentralization": lambda **kw: topt.GradientCentralization(keras.optimizers.AdamW(1e-2, **kw))}[name]
+        wrapper = getattr(topt, name)
+        make = lambda **kw: wrapper(keras.optimizers.AdamW(1e-2, **kw))  # noqa: E731
     names = ["bias", "kernel", "conv_kernel"]
     gradients, start = gradient_sequence(SHAPES, 20), initial_values(SHAPES)
     excluded = make(weight_decay=0.1)

@@ -78,8 +78,6 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables(decou
         (dict(epsilon=-1e-8), ValueError, "RAdam: argument `epsilon` must be >= 0. Received: epsilon=-1e-08"),
         (dict(weight_decay=-0.1), ValueError,
          "RAdam: argument `weight_decay` must be >= 0. Received: weight_decay=-0.1"),
-        (dict(decoupled_weight_decay="yes"), ValueError,
-         "RAdam: argument `decoupled_weight_decay` must be one of False, True. Received: decoupled_weight_decay='yes'"),
     ],
 )
 def test_invalid_arguments_raise(arguments, error, message):

@@ -9,22 +9,53 @@ from tfopt.optimizers.yogi import Yogi
 NAMES = ["bias", "kernel", "conv_kernel"]
 
 
-def numpy_yogi(gradients, initial, learning_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-3,
-               initial_accumulator_value=1e-6, weight_decay=0.0, decayed=(True, True, True)):
-    """tensorflow-addons' Yogi in float64, with Keras's decoupled weight decay before each step."""
+def tfa_yogi(gradients, initial, learning_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-3,
+             initial_accumulator_value=1e-6, weight_decay=0.0, decayed=(True, True, True)):
+    """tensorflow-addons 0.23.0 `Yogi._resource_apply_dense` (sign activation, no l1/l2) in float64, after Keras's
+    decoupled weight decay `w -= lr * wd * w`.
+
+    The bias correction scales the step size, so `epsilon` sits inside it: `lr * sqrt(1 - beta_2**t) /
+    (1 - beta_1**t) * m / (sqrt(v) + epsilon)`; `m` starts at 0, `v` at `initial_accumulator_value`.
+    """
     weights = [w.astype("float64") for w in initial]
-    ms = [np.zeros_like(w) for w in weights]
-    vs = [np.full_like(w, initial_accumulator_value) for w in weights]
-    for t, step_gradients in enumerate(gradients, start=1):
-        for i, g in enumerate(step_gradients):
-            w, m, v, g = weights[i], ms[i], vs[i], g.astype("float64")
+    m = [np.zeros_like(w) for w in weights]
+    v = [np.full_like(w, initial_accumulator_value) for w in weights]
+    for local_step, step_gradients in enumerate(gradients, start=1):
+        lr = learning_rate * np.sqrt(1 - beta_2**local_step) / (1 - beta_1**local_step)
+        for i, grad in enumerate(step_gradients):
+            grad = grad.astype("float64")
             if decayed[i]:
-                w = w - learning_rate * weight_decay * w
-            m = beta_1 * m + (1 - beta_1) * g
-            v = v - (1 - beta_2) * np.sign(v - g * g) * g * g
-            w = w - learning_rate * np.sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (np.sqrt(v) + epsilon)
-            weights[i], ms[i], vs[i] = w, m, v
+                weights[i] = weights[i] - learning_rate * weight_decay * weights[i]
+            m[i] = m[i] * beta_1 + grad * (1 - beta_1)
+            grad2 = grad * grad
+            v[i] = v[i] + (1 - beta_2) * np.sign(grad2 - v[i]) * grad2
+            per_coord_lr = lr / (np.sqrt(v[i]) + epsilon)
+            weights[i] = weights[i] - per_coord_lr * m[i]
     return weights
+
+
+def pytorch_optimizer_yogi(gradients, initial, lr=0.01, betas=(0.9, 0.999), initial_accumulator=1e-6, eps=1e-3):
+    """pytorch-optimizer 3.9.0 `pytorch_optimizer/optimizer/yogi.py` `Yogi.step` in float64 (no weight decay).
+
+    Differs from tensorflow-addons twice: `epsilon` is added after the bias correction of `sqrt(v)`
+    (`lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + eps)`), and `m` starts at `initial_accumulator`.
+    """
+    beta1, beta2 = betas
+    params = [w.astype("float64") for w in initial]
+    exp_avg = [np.full_like(p, initial_accumulator) for p in params]
+    exp_avg_sq = [np.full_like(p, initial_accumulator) for p in params]
+    for step, step_gradients in enumerate(gradients, start=1):
+        bias_correction1 = 1 - beta1**step
+        bias_correction2_sq = np.sqrt(1 - beta2**step)
+        step_size = lr / bias_correction1
+        for i, grad in enumerate(step_gradients):
+            grad = grad.astype("float64")
+            grad_p2 = grad * grad
+            exp_avg[i] = exp_avg[i] * beta1 + grad * (1 - beta1)
+            exp_avg_sq[i] = exp_avg_sq[i] - (1 - beta2) * np.sign(exp_avg_sq[i] - grad_p2) * grad_p2
+            de_nom = np.sqrt(exp_avg_sq[i]) / bias_correction2_sq + eps
+            params[i] = params[i] - step_size * exp_avg[i] / de_nom
+    return params
 
 
 def assert_close(actual, expected):
@@ -40,14 +71,22 @@ def assert_close(actual, expected):
 )
 def test_matches_numpy_reference(arguments):
     gradients, start = gradient_sequence(SHAPES, 50), initial_values(SHAPES)
-    assert_close(run_keras_optimizer(Yogi(**arguments), start, gradients), numpy_yogi(gradients, start, **arguments))
+    assert_close(run_keras_optimizer(Yogi(**arguments), start, gradients), tfa_yogi(gradients, start, **arguments))
+
+
+def test_follows_tensorflow_addons_not_pytorch_optimizer():
+    """The two conventions for epsilon differ by more than the tolerance; Yogi matches tensorflow-addons'."""
+    gradients, start = gradient_sequence(SHAPES, 50), initial_values(SHAPES)
+    addons, pytorch = tfa_yogi(gradients, start), pytorch_optimizer_yogi(gradients, start)
+    assert max(np.max(np.abs(a - b)) for a, b in zip(addons, pytorch)) > 1e-3
+    assert_close(run_keras_optimizer(Yogi(), start, gradients), addons)
 
 
 def test_exclude_from_weight_decay_leaves_the_named_variable_undecayed():
     gradients, start = gradient_sequence(SHAPES, 20), initial_values(SHAPES)
     optimizer = Yogi(weight_decay=0.05)
     optimizer.exclude_from_weight_decay(var_names=["conv_kernel"])
-    expected = numpy_yogi(gradients, start, weight_decay=0.05, decayed=(True, True, False))
+    expected = tfa_yogi(gradients, start, weight_decay=0.05, decayed=(True, True, False))
     assert_close(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
 
 

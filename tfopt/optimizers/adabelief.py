@@ -1,11 +1,10 @@
 """AdaBelief: Adam with steps scaled by the belief in the observed gradient (Zhuang et al., 2020)."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
-from tfopt.optimizers.radam import rectification
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import dense_gradient, rectification
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -84,8 +83,8 @@ class AdaBelief(keras.optimizers.Optimizer):
         self.beta_1 = _checks.fraction(owner, "beta_1", beta_1)
         self.beta_2 = _checks.fraction(owner, "beta_2", beta_2)
         self.epsilon = _checks.number(owner, "epsilon", epsilon, low=0)
-        self.rectify = _checks.choice(owner, "rectify", rectify, (False, True))
-        self.degenerated_to_sgd = _checks.choice(owner, "degenerated_to_sgd", degenerated_to_sgd, (False, True))
+        self.rectify = _checks.boolean(owner, "rectify", rectify)
+        self.degenerated_to_sgd = _checks.boolean(owner, "degenerated_to_sgd", degenerated_to_sgd)
 
     def build(self, var_list):
         """Creates the first moment and the belief `s` of each variable."""
@@ -97,8 +96,8 @@ class AdaBelief(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Applies one AdaBelief step to `variable` (the base optimizer has already decayed it)."""
         dtype = variable.dtype
-        gradient = ops.cast(tf.convert_to_tensor(gradient), dtype)
-        index = self._get_variable_index(variable)
+        gradient = dense_gradient(gradient, dtype)
+        index = _compat.optimizer_variable_index(self, variable)
         m, s = self._momentums[index], self._beliefs[index]
         self.assign_add(m, (gradient - m) * (1 - self.beta_1))
         self.assign(s, self.beta_2 * s + (1 - self.beta_2) * ops.square(gradient - m) + self.epsilon)

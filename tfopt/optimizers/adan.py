@@ -1,14 +1,14 @@
 """Adan: adaptive Nesterov momentum from three moments of the gradient (Xie et al., 2022)."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import DecayInUpdateRule, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class Adan(keras.optimizers.Optimizer):
+class Adan(DecayInUpdateRule, keras.optimizers.Optimizer):
     """Adan: Nesterov momentum estimated from the gradient and its change, scaled by the second moment of both.
 
     The update rule of the authors' PyTorch implementation for a variable `w` with gradient `g` at step `t`
@@ -86,14 +86,11 @@ class Adan(keras.optimizers.Optimizer):
             )
         )
 
-    def _apply_weight_decay(self, variables):
-        """Adan's decay divides after the step (see `update_step`); the base's subtractive decay is not used."""
-
     def update_step(self, gradient, variable, learning_rate):
         """Applies one Adan step, and its weight decay, to `variable`."""
         dtype = variable.dtype
-        gradient = ops.cast(tf.convert_to_tensor(gradient), dtype)
-        index = self._get_variable_index(variable)
+        gradient = dense_gradient(gradient, dtype)
+        index = _compat.optimizer_variable_index(self, variable)
         m, v, n = self._momentums[index], self._difference_momentums[index], self._velocities[index]
         previous = self._previous_gradients[index]
         difference = ops.where(ops.equal(self.iterations, 0), ops.zeros_like(gradient), gradient - previous)
@@ -107,7 +104,8 @@ class Adan(keras.optimizers.Optimizer):
         denominator = ops.sqrt(n) / ops.cast(ops.sqrt(bias_3), dtype) + self.epsilon
         update = (m / ops.cast(bias_1, dtype) + v * ops.cast(self.beta_2 / bias_2, dtype)) / denominator
         lr = ops.cast(learning_rate, dtype)
-        if self.weight_decay and self._use_weight_decay(variable):
+        decay = self._decay_for(variable)
+        if decay:
             self.assign(variable, (variable - lr * update) / (1 + lr * ops.cast(self.weight_decay, dtype)))
         else:
             self.assign_sub(variable, lr * update)

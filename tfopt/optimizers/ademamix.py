@@ -3,10 +3,10 @@
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import dense_gradient
 
 
 def _half_life(beta):
@@ -130,8 +130,8 @@ class AdEMAMix(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Applies one AdEMAMix step to `variable` (the base optimizer has already decayed it)."""
         dtype = variable.dtype
-        gradient = ops.cast(tf.convert_to_tensor(gradient), dtype)
-        index = self._get_variable_index(variable)
+        gradient = dense_gradient(gradient, dtype)
+        index = _compat.optimizer_variable_index(self, variable)
         m1, m2, nu = self._fast_momentums[index], self._slow_momentums[index], self._velocities[index]
         step = ops.cast(self.iterations + 1, "float64")
         alpha, one_minus_beta_3 = self._schedules(step)

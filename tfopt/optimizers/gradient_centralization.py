@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfopt.optimizers._wrapper import OptimizerWrapper
+from tfopt.optimizers._common import OptimizerWrapper
 
 
 def _centralize(gradient):

@@ -3,28 +3,10 @@
 import re
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
-
-
-class DecayInUpdateRule:
-    """A mixin for optimizers whose update rule applies `weight_decay` itself (LARS, NovoGrad, Prodigy).
-
-    Keras's base class shrinks every variable by `learning_rate * weight_decay` before the step; these rules decay
-    elsewhere (inside the gradient, or scaled by their own step size), so the base's decay is turned off and the
-    rule asks `_decay_for(variable)`, which honours `exclude_from_weight_decay`.
-    """
-
-    def _apply_weight_decay(self, variables):
-        """Does nothing: the update rule applies the decay."""
-
-    def _decay_for(self, variable):
-        """`weight_decay` for `variable`, or 0.0 if it is unset or `variable` is excluded from weight decay."""
-        if self.weight_decay and self._use_weight_decay(variable):
-            return self.weight_decay
-        return 0.0
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import DecayInUpdateRule, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -45,10 +27,15 @@ class LARS(DecayInUpdateRule, keras.optimizers.Optimizer):
     w = w - (momentum * v + learning_rate * local_lr * g if nesterov else v)
     ```
 
-    `norm` is the L2 norm of the whole variable. As in the usual LARS setups (SimCLR, BYOL: the exclusion lists of
-    TF Model Garden's LARS, optax's masks), variables of rank 0 or 1 — biases and normalization scales and offsets
-    — are neither decayed nor adapted by default (`exclude_rank_1`); they take plain momentum steps. Further variables
-    leave the decay with `exclude_from_weight_decay(...)` and the adaptation with
+    `norm` is the L2 norm of the whole variable. Implementations differ on the trust ratio's denominator; this
+    follows the paper, `norm(g) + wd * norm(w)`. TF Model Garden's LARS (`classic_momentum=True`) divides by the
+    norm of the decayed gradient, `norm(g + wd * w)`, which is smaller or equal (the triangle inequality) and so
+    gives larger local rates; pytorch-optimizer 3.9 divides by `norm(g)` alone and applies the learning rate after
+    the momentum. All three agree without weight decay (pytorch-optimizer's momentum form then differs only when the
+    rate changes); no argument reproduces the other two. As in the usual LARS setups (SimCLR, BYOL: the exclusion
+    lists of TF Model Garden's LARS, optax's masks), variables of rank 0 or 1 — biases and normalization scales and
+    offsets — are neither decayed nor adapted by default (`exclude_rank_1`); they take plain momentum steps. Further
+    variables leave the decay with `exclude_from_weight_decay(...)` and the adaptation with
     `exclude_from_layer_adaptation(...)`, both called before the optimizer is built; like Keras's, these exclusions
     are not part of the config. An adapted layer steps by about `learning_rate * eta` of its norm, an excluded one
     by `learning_rate` times its gradient: LARS is normally run with a warm-up and a rate scaled to the batch size
@@ -102,8 +89,8 @@ class LARS(DecayInUpdateRule, keras.optimizers.Optimizer):
         self.momentum = _checks.fraction(owner, "momentum", momentum)
         self.eta = _checks.number(owner, "eta", eta, low=0, closed="neither")
         self.epsilon = _checks.number(owner, "epsilon", epsilon, low=0)
-        self.nesterov = _checks.choice(owner, "nesterov", nesterov, (False, True))
-        self.exclude_rank_1 = _checks.choice(owner, "exclude_rank_1", exclude_rank_1, (False, True))
+        self.nesterov = _checks.boolean(owner, "nesterov", nesterov)
+        self.exclude_rank_1 = _checks.boolean(owner, "exclude_rank_1", exclude_rank_1)
         self._unadapted_keys, self._unadapted_names = set(), None
 
     def exclude_from_layer_adaptation(self, var_list=None, var_names=None):
@@ -115,7 +102,7 @@ class LARS(DecayInUpdateRule, keras.optimizers.Optimizer):
         """
         if self.built:
             raise ValueError("LARS: `exclude_from_layer_adaptation()` must be called before the optimizer is built.")
-        self._unadapted_keys = {self._var_key(variable) for variable in var_list or ()}
+        self._unadapted_keys = {_compat.optimizer_variable_key(self, variable) for variable in var_list or ()}
         self._unadapted_names = re.compile("|".join(var_names)) if var_names else None
 
     def build(self, var_list):
@@ -126,7 +113,7 @@ class LARS(DecayInUpdateRule, keras.optimizers.Optimizer):
         self._momentums = self.add_optimizer_variables(var_list, "momentum")
 
     def _adapted(self, variable):
-        if self._var_key(variable) in self._unadapted_keys:
+        if _compat.optimizer_variable_key(self, variable) in self._unadapted_keys:
             return False
         return self._unadapted_names is None or self._unadapted_names.search(variable.name) is None
 
@@ -140,7 +127,7 @@ class LARS(DecayInUpdateRule, keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Applies one LARS step to `variable`."""
         dtype = variable.dtype
-        gradient = ops.cast(tf.convert_to_tensor(gradient), dtype)
+        gradient = dense_gradient(gradient, dtype)
         plain = self.exclude_rank_1 and len(variable.shape) <= 1
         decay = 0.0 if plain else self._decay_for(variable)
         rate = ops.cast(learning_rate, dtype)
@@ -149,7 +136,7 @@ class LARS(DecayInUpdateRule, keras.optimizers.Optimizer):
         if decay:
             gradient = gradient + decay * variable
         step = rate * gradient
-        v = self._momentums[self._get_variable_index(variable)]
+        v = self._momentums[_compat.optimizer_variable_index(self, variable)]
         self.assign(v, self.momentum * v + step)
         self.assign_sub(variable, self.momentum * v + step if self.nesterov else v)
 

@@ -4,15 +4,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
-
-
-def adam_bias_correction(beta_1, beta_2, step):
-    """Adam's correction of the step size at the 1-based `step`: `sqrt(1 - beta_2**step) / (1 - beta_1**step)`.
-
-    `step` is a float tensor; the result has its dtype. Yogi and Prodigy correct their steps the same way.
-    """
-    return ops.sqrt(1 - ops.power(beta_2, step)) / (1 - ops.power(beta_1, step))
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import adam_bias_correction
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -37,6 +30,12 @@ class LazyAdam(keras.optimizers.Adam):
 
     A dense gradient gets exactly `keras.optimizers.Adam`'s update, which is the same with `rows` all rows. `t`
     counts the optimizer's steps, not the steps a row was touched in, as in tensorflow-addons.
+
+    Conventions differ on the rows a step does not touch; this follows tensorflow-addons 0.23 (and
+    `torch.optim.SparseAdam`): their moments are not decayed and they do not move. Adam on the dense gradient the
+    slices stand for decays every row's moments at every step, so a row keeps moving for a while after its last
+    touch; `keras.optimizers.Adam` fed dense gradients gives that convention. `amsgrad`, which tensorflow-addons'
+    sparse path lacks, keeps the running maximum of `v` of the touched rows only.
 
     Keras 3's TensorFlow backend hands the `tf.IndexedSlices` of an `Embedding` to `update_step` as it is (after
     summing it across replicas under a `tf.distribute` strategy, which may repeat indices), and its optimizer
@@ -96,7 +95,7 @@ class LazyAdam(keras.optimizers.Adam):
         self.beta_1 = _checks.fraction(owner, "beta_1", beta_1)
         self.beta_2 = _checks.fraction(owner, "beta_2", beta_2)
         self.epsilon = _checks.number(owner, "epsilon", epsilon, low=0)
-        self.amsgrad = _checks.choice(owner, "amsgrad", amsgrad, (False, True))
+        self.amsgrad = _checks.boolean(owner, "amsgrad", amsgrad)
 
     def update_step(self, gradient, variable, learning_rate):
         """Applies Adam to the touched rows of a `tf.IndexedSlices` gradient, or Keras's Adam to a dense one."""
@@ -105,16 +104,16 @@ class LazyAdam(keras.optimizers.Adam):
         dtype = variable.dtype
         rows, positions = ops.unique(gradient.indices, sorted=False, return_inverse=True)
         gradient = ops.segment_sum(ops.cast(gradient.values, dtype), positions, num_segments=ops.shape(rows)[0])
-        index = self._get_variable_index(variable)
-        m = ops.take(self._momentums[index], rows, axis=0)
-        v = ops.take(self._velocities[index], rows, axis=0)
+        m_slot, v_slot, v_hat_slot = _compat.adam_slots(self, variable)
+        m = ops.take(m_slot, rows, axis=0)
+        v = ops.take(v_slot, rows, axis=0)
         m = m + (gradient - m) * (1 - self.beta_1)
         v = v + (ops.square(gradient) - v) * (1 - self.beta_2)
-        self.assign(self._momentums[index], tf.IndexedSlices(m, rows))
-        self.assign(self._velocities[index], tf.IndexedSlices(v, rows))
+        self.assign(m_slot, tf.IndexedSlices(m, rows))
+        self.assign(v_slot, tf.IndexedSlices(v, rows))
         if self.amsgrad:
-            v = ops.maximum(ops.take(self._velocity_hats[index], rows, axis=0), v)
-            self.assign(self._velocity_hats[index], tf.IndexedSlices(v, rows))
+            v = ops.maximum(ops.take(v_hat_slot, rows, axis=0), v)
+            self.assign(v_hat_slot, tf.IndexedSlices(v, rows))
         step = ops.cast(self.iterations + 1, dtype)
         alpha = ops.cast(learning_rate, dtype) * adam_bias_correction(self.beta_1, self.beta_2, step)
         self.assign_sub(variable, tf.IndexedSlices(alpha * m / (ops.sqrt(v) + self.epsilon), rows))

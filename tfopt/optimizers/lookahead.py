@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
-from tfopt import _checks
-from tfopt.optimizers._wrapper import OptimizerWrapper
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import OptimizerWrapper
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -63,7 +63,7 @@ class Lookahead(OptimizerWrapper):
         self._slow_weights = self.add_optimizer_variables(var_list, "slow")
 
     def _wrapped_apply(self, grads, trainable_variables):
-        pairs = [(self._slow_weights[self._get_variable_index(v)], v) for v in trainable_variables]
+        pairs = [(self._slow_weights[_compat.optimizer_variable_index(self, v)], v) for v in trainable_variables]
         pairs = [(slow, fast) for slow, fast in pairs if slow is not None]
         ops.cond(ops.equal(self.iterations, 0), lambda: self._start(pairs), lambda: None)
         self.inner_optimizer.apply(grads, trainable_variables)

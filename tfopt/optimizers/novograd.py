@@ -1,11 +1,10 @@
 """NovoGrad: SGD with momentum on gradients normalized by a per-layer second moment (Ginsburg et al., 2019)."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
-from tfopt.optimizers.lars import DecayInUpdateRule
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import DecayInUpdateRule, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -31,11 +30,16 @@ class NovoGrad(DecayInUpdateRule, keras.optimizers.Optimizer):
     ```
 
     The weight decay is coupled, as in the paper and tensorflow-addons: it enters the normalized gradient and
-    skips the variables excluded with `exclude_from_weight_decay`. Where the paper's Algorithm 1 and
-    tensorflow-addons differ, this follows tensorflow-addons: the learning rate scales the momentum's input
-    (Keras's momentum form, the same as the paper's `w = w - learning_rate * m` at a constant rate), and the
-    `grad_averaging` and `amsgrad` options, which the paper's algorithm lacks, are offered. A `tf.IndexedSlices`
-    gradient is applied as the dense gradient it stands for.
+    skips the variables excluded with `exclude_from_weight_decay`. Implementations differ on the first step and on
+    where the rate enters; this follows tensorflow-addons 0.23. The first step sets `v = norm(g)**2` and
+    `m = learning_rate * g / norm(g)` (the paper's Algorithm 1 starts the moments from the first gradient the same
+    way). The learning rate scales the momentum's input (Keras's momentum form); the paper writes
+    `w = w - learning_rate_t * m_t`, the same rule at a constant rate but not under a schedule, where a rate change
+    here reaches only the new gradients, there also the momentum already accumulated. pytorch-optimizer 3.9
+    initialises `m` with the first normalized gradient and then adds it again (`m_1 = (1 + beta_1) * g_1 /
+    norm(g_1)`) and scales the step by Adam's `sqrt(1 - beta_2**t) / (1 - beta_1**t)`; no argument reproduces
+    either. The `grad_averaging` and `amsgrad` options, which the paper's algorithm lacks, are tensorflow-addons'.
+    A `tf.IndexedSlices` gradient is applied as the dense gradient it stands for.
 
     Args:
         learning_rate: A float >= 0, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable taking no
@@ -84,8 +88,8 @@ class NovoGrad(DecayInUpdateRule, keras.optimizers.Optimizer):
         self.beta_1 = _checks.fraction(owner, "beta_1", beta_1)
         self.beta_2 = _checks.fraction(owner, "beta_2", beta_2)
         self.epsilon = _checks.number(owner, "epsilon", epsilon, low=0)
-        self.grad_averaging = _checks.choice(owner, "grad_averaging", grad_averaging, (False, True))
-        self.amsgrad = _checks.choice(owner, "amsgrad", amsgrad, (False, True))
+        self.grad_averaging = _checks.boolean(owner, "grad_averaging", grad_averaging)
+        self.amsgrad = _checks.boolean(owner, "amsgrad", amsgrad)
 
     def build(self, var_list):
         """Creates the momentum of each variable and its scalar second moment (and running maximum)."""
@@ -108,8 +112,8 @@ class NovoGrad(DecayInUpdateRule, keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Applies one NovoGrad step to `variable`."""
         dtype = variable.dtype
-        gradient = ops.cast(tf.convert_to_tensor(gradient), dtype)
-        index = self._get_variable_index(variable)
+        gradient = dense_gradient(gradient, dtype)
+        index = _compat.optimizer_variable_index(self, variable)
         m, v = self._momentums[index], self._second_moments[index]
         first = ops.equal(self.iterations, 0)
         squared_norm = ops.sum(ops.square(gradient))

@@ -3,12 +3,10 @@
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
-from tfopt.optimizers.lars import DecayInUpdateRule
-from tfopt.optimizers.lazy_adam import adam_bias_correction
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import DecayInUpdateRule, adam_bias_correction, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -111,8 +109,8 @@ class Prodigy(DecayInUpdateRule, keras.optimizers.Optimizer):
         self.growth_rate = (
             math.inf if growth_rate == math.inf else _checks.number(owner, "growth_rate", growth_rate, low=1)
         )
-        self.bias_correction = _checks.choice(owner, "bias_correction", bias_correction, (False, True))
-        self.safeguard_warmup = _checks.choice(owner, "safeguard_warmup", safeguard_warmup, (False, True))
+        self.bias_correction = _checks.boolean(owner, "bias_correction", bias_correction)
+        self.safeguard_warmup = _checks.boolean(owner, "safeguard_warmup", safeguard_warmup)
 
     def build(self, var_list):
         """Creates the moments, `s` and `w0` of each variable, and the scalars `d`, `d_max`, numerator and `k`."""
@@ -156,7 +154,7 @@ class Prodigy(DecayInUpdateRule, keras.optimizers.Optimizer):
 
     def _remember_initial(self, variables):
         for variable in variables:
-            self.assign(self._initial[self._get_variable_index(variable)], variable)
+            self.assign(self._initial[_compat.optimizer_variable_index(self, variable)], variable)
 
     def _accumulate(self, grads, variables, d, dlr):
         """Updates `m`, `v` and `s`; returns the new numerator and the denominator of `d_hat`."""
@@ -165,8 +163,8 @@ class Prodigy(DecayInUpdateRule, keras.optimizers.Optimizer):
         numerator, denominator = beta_3 * self._numerator, ops.zeros((), "float32")
         for gradient, variable in zip(grads, variables):
             dtype = variable.dtype
-            gradient = ops.cast(tf.convert_to_tensor(gradient), dtype)
-            index = self._get_variable_index(variable)
+            gradient = dense_gradient(gradient, dtype)
+            index = _compat.optimizer_variable_index(self, variable)
             m, v, s = self._momentums[index], self._velocities[index], self._s[index]
             progress = ops.sum(gradient * (self._initial[index] - variable))
             numerator = numerator + d / self.d0 * dlr * ops.cast(progress, "float32")
@@ -187,7 +185,7 @@ class Prodigy(DecayInUpdateRule, keras.optimizers.Optimizer):
         self.assign_add(self._k, 1.0)
         for variable in variables:
             dtype = variable.dtype
-            index = self._get_variable_index(variable)
+            index = _compat.optimizer_variable_index(self, variable)
             m, v = self._momentums[index], self._velocities[index]
             step = ops.cast(dlr, dtype) * m / (ops.sqrt(v) + ops.cast(d_new * self.epsilon, dtype))
             decay = self._decay_for(variable)

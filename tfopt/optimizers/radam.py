@@ -1,26 +1,10 @@
 """RAdam: Adam with the variance of its adaptive learning rate rectified (Liu et al., 2019)."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
-
-
-def rectification(beta_2, step):
-    """RAdam's SMA length `rho_t` and rectified step factor `r_t * sqrt(1 - beta_2**t)` at the 1-based float64 `step`.
-
-    Both are float64 tensors, as PyTorch computes them in Python floats: `rho_t` is the difference of two numbers
-    close to `2 / (1 - beta_2)`, which float32 misplaces by ~1e-2 for `beta_2=0.999` and ~1 for `0.9999`, enough
-    to take the wrong branch. The rectified step is `learning_rate * m_hat * factor / (sqrt(v) + epsilon)`, with
-    `v` not bias-corrected. AdaBelief's `rectify` uses the same terms with its own threshold.
-    """
-    rho_inf = 2 / (1 - beta_2) - 1
-    beta_2_power = ops.power(beta_2, step)
-    rho = rho_inf - 2 * step * beta_2_power / (1 - beta_2_power)
-    ratio = (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)
-    # Below the threshold the ratio may be negative; callers select the un-rectified step there.
-    return rho, ops.sqrt(ops.maximum(ratio, 0.0) * (1 - beta_2_power))
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import dense_gradient, rectification
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -96,9 +80,7 @@ class RAdam(keras.optimizers.Optimizer):
         self.beta_1 = _checks.fraction(owner, "beta_1", beta_1)
         self.beta_2 = _checks.fraction(owner, "beta_2", beta_2)
         self.epsilon = _checks.number(owner, "epsilon", epsilon, low=0)
-        self.decoupled_weight_decay = _checks.choice(
-            owner, "decoupled_weight_decay", decoupled_weight_decay, (False, True)
-        )
+        self.decoupled_weight_decay = _checks.boolean(owner, "decoupled_weight_decay", decoupled_weight_decay)
 
     def build(self, var_list):
         """Creates the first and second moment of each variable."""
@@ -115,10 +97,10 @@ class RAdam(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Applies one RAdam step to `variable`."""
         dtype = variable.dtype
-        gradient = ops.cast(tf.convert_to_tensor(gradient), dtype)
-        if self.weight_decay and not self.decoupled_weight_decay and self._use_weight_decay(variable):
+        gradient = dense_gradient(gradient, dtype)
+        if self.weight_decay and not self.decoupled_weight_decay and _compat.optimizer_decays(self, variable):
             gradient = gradient + ops.cast(self.weight_decay, dtype) * variable
-        index = self._get_variable_index(variable)
+        index = _compat.optimizer_variable_index(self, variable)
         m, v = self._momentums[index], self._velocities[index]
         self.assign_add(m, (gradient - m) * (1 - self.beta_1))
         self.assign_add(v, (ops.square(gradient) - v) * (1 - self.beta_2))

@@ -1,11 +1,10 @@
 """Yogi: Adam with an additive, sign-controlled second moment (Zaheer et al., 2018)."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
-from tfopt.optimizers.lazy_adam import adam_bias_correction
+from tfopt import _checks, _compat
+from tfopt.optimizers._common import adam_bias_correction, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -22,9 +21,13 @@ class Yogi(keras.optimizers.Optimizer):
     w = w - learning_rate * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)
     ```
 
-    Where the paper's Algorithm 2 and tensorflow-addons differ, this follows tensorflow-addons: Adam's bias
-    correction `sqrt(1 - beta_2**t) / (1 - beta_1**t)` multiplies the step size, and the defaults are
-    tensorflow-addons' (`epsilon=1e-3`, `v` starting at `initial_accumulator_value=1e-6`).
+    Conventions differ on the bias correction and on where `epsilon` sits; this follows tensorflow-addons 0.23:
+    Adam's correction `sqrt(1 - beta_2**t) / (1 - beta_1**t)` multiplies the whole step, so `epsilon` is added to
+    the uncorrected `sqrt(v)`, and the defaults are tensorflow-addons' (`epsilon=1e-3`, `m` starting at 0 and `v`
+    at `initial_accumulator_value=1e-6`). The paper's Algorithm 2 has no bias correction. pytorch-optimizer 3.9
+    adds `epsilon` after correcting `sqrt(v)` (`lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) +
+    epsilon)`: this rule with `epsilon * sqrt(1 - beta_2**t)` for `epsilon`) and starts `m` at its initial
+    accumulator too; no argument reproduces it, and the two agree as `epsilon` goes to 0.
     tensorflow-addons' l1/l2 proximal regularization and its `tanh` activation are left out; Keras's decoupled
     `weight_decay` (`w = w - learning_rate * weight_decay * w` before the step) is offered instead. A
     `tf.IndexedSlices` gradient is applied as the dense gradient it stands for.
@@ -91,8 +94,8 @@ class Yogi(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Applies one Yogi step to `variable`."""
         dtype = variable.dtype
-        gradient = ops.cast(tf.convert_to_tensor(gradient), dtype)
-        index = self._get_variable_index(variable)
+        gradient = dense_gradient(gradient, dtype)
+        index = _compat.optimizer_variable_index(self, variable)
         m, v = self._momentums[index], self._velocities[index]
         squared = ops.square(gradient)
         self.assign(m, self.beta_1 * m + (1 - self.beta_1) * gradient)

@@ -1,0 +1,172 @@
+"""What several tfopt optimizers share: gradient preparation, Adam's and RAdam's step-size terms, the decay mixin and
+the base of the wrapper optimizers. No optimizer module imports another; they all import from here.
+
+Example:
+    >>> import numpy as np
+    >>> from tfopt.optimizers import _common
+    >>> round(float(_common.adam_bias_correction(0.9, 0.999, np.float32(1.0))), 4)  # sqrt(0.001) / 0.1
+    0.3162
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfopt import _checks, _compat
+
+
+def dense_gradient(gradient, dtype):
+    """`gradient` as a dense tensor of `dtype`, the form every element-wise update rule needs.
+
+    Two kinds of gradient reach `update_step` in another form (measured with Keras 3.15, TensorFlow backend):
+
+    - an `Embedding` (any `gather`) yields a `tf.IndexedSlices`, which Keras hands over as it is; `ops.square`,
+      norms and `ops.where` need the dense tensor it stands for. (`LazyAdam` keeps the slices on purpose.)
+    - a gradient given to `apply_gradients` directly keeps its own dtype: a NumPy array is float64, a user may pass
+      float16; the moments are the variable's dtype, and TensorFlow refuses to mix them.
+
+    Mixed precision is not a reason: under `mixed_float16` a float32 variable's gradient already arrives in float32.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> from tfopt.optimizers._common import dense_gradient
+        >>> rows = tf.IndexedSlices(tf.constant([[1.0, 2.0]]), tf.constant([1]), tf.constant([3, 2]))
+        >>> dense_gradient(rows, "float64").numpy().tolist()
+        [[0.0, 0.0], [1.0, 2.0], [0.0, 0.0]]
+    """
+    return ops.cast(tf.convert_to_tensor(gradient), dtype)
+
+
+def adam_bias_correction(beta_1, beta_2, step):
+    """Adam's correction of the step size at the 1-based `step`: `sqrt(1 - beta_2**step) / (1 - beta_1**step)`.
+
+    `step` is a float tensor; the result has its dtype. LazyAdam, Yogi and Prodigy correct their steps this way.
+    """
+    return ops.sqrt(1 - ops.power(beta_2, step)) / (1 - ops.power(beta_1, step))
+
+
+def rectification(beta_2, step):
+    """RAdam's SMA length `rho_t` and rectified step factor `r_t * sqrt(1 - beta_2**t)` at the 1-based float64 `step`.
+
+    Both are float64 tensors, as PyTorch computes them in Python floats: `rho_t` is the difference of two numbers
+    close to `2 / (1 - beta_2)`, which float32 misplaces by ~1e-2 for `beta_2=0.999` and ~1 for `0.9999`, enough
+    to take the wrong branch. The rectified step is `learning_rate * m_hat * factor / (sqrt(v) + epsilon)`, with
+    `v` not bias-corrected. RAdam and AdaBelief's `rectify` use it, each with its own threshold.
+
+    Example:
+        >>> from tfopt.optimizers._common import rectification
+        >>> rho, factor = rectification(0.999, 6.0)
+        >>> round(float(rho), 3), round(float(factor), 5)
+        (5.975, 0.00199)
+    """
+    rho_inf = 2 / (1 - beta_2) - 1
+    beta_2_power = ops.power(beta_2, step)
+    rho = rho_inf - 2 * step * beta_2_power / (1 - beta_2_power)
+    ratio = (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)
+    # Below the threshold the ratio may be negative; callers select the un-rectified step there.
+    return rho, ops.sqrt(ops.maximum(ratio, 0.0) * (1 - beta_2_power))
+
+
+class DecayInUpdateRule:
+    """A mixin for optimizers whose update rule applies `weight_decay` itself (LARS, NovoGrad, Prodigy, Adan).
+
+    Keras's base class shrinks every variable by `learning_rate * weight_decay` before the step; these rules decay
+    elsewhere (inside the gradient, or scaled by their own step size), so the base's decay is turned off and the
+    rule asks `_decay_for(variable)`, which honours `exclude_from_weight_decay`.
+    """
+
+    def _apply_weight_decay(self, variables):
+        """Does nothing: the update rule applies the decay (overrides a private hook of Keras's base optimizer)."""
+
+    def _decay_for(self, variable):
+        """`weight_decay` for `variable`, or 0.0 if it is unset or `variable` is excluded from weight decay."""
+        if self.weight_decay and _compat.optimizer_decays(self, variable):
+            return self.weight_decay
+        return 0.0
+
+
+class OptimizerWrapper(keras.optimizers.Optimizer):
+    """The base of tfopt's wrapper optimizers: a Keras 3 optimizer that hands every step to `inner_optimizer`.
+
+    It follows Keras's `LossScaleOptimizer`: the wrapper owns only its own slots, while the learning rate, the step
+    counter, loss scaling and EMA finalisation stay the inner optimizer's. So `optimizer.learning_rate = x` (what
+    `tfopt.callbacks.LRScheduler` and Keras's `ReduceLROnPlateau` do) sets the inner rate, schedules count the inner
+    steps, a `LossScaleOptimizer` can sit inside, and wrappers nest: `Lookahead(GradientCentralization(Adam()))`.
+    Subclasses implement `_wrapped_apply`.
+
+    Args:
+        inner_optimizer: the `keras.optimizers.Optimizer` that takes the steps.
+        name: the optimizer's name. Defaults to the class name.
+
+    Example:
+        >>> import keras
+        >>> from tfopt.optimizers._common import OptimizerWrapper
+        >>> class Halve(OptimizerWrapper):
+        ...     def _wrapped_apply(self, grads, trainable_variables):
+        ...         self.inner_optimizer.apply([g / 2 for g in grads], trainable_variables)
+        >>> float(Halve(keras.optimizers.SGD(0.5)).learning_rate)
+        0.5
+    """
+
+    def __init__(self, inner_optimizer, name=None):
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner_optimizer = _checks.instance(
+            type(self).__name__, "inner_optimizer", inner_optimizer, keras.optimizers.Optimizer,
+            "a Keras 3 optimizer (`keras.optimizers.Optimizer`)",
+        )
+
+    def build(self, var_list):
+        self.inner_optimizer.build(var_list)
+        super().build(var_list)
+
+    def apply(self, grads, trainable_variables=None):
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(
+                    f"{type(self).__name__}: the optimizer is not built, so `apply(grads)` needs "
+                    "`trainable_variables`. Pass them, or call `optimizer.build(variables)` first."
+                )
+            trainable_variables = _compat.optimizer_trainable_variables(self)
+        else:
+            trainable_variables = list(trainable_variables)
+            if not self.built:
+                self.build(trainable_variables)
+        self._wrapped_apply(list(grads), trainable_variables)
+
+    def _wrapped_apply(self, grads, trainable_variables):
+        """One step: the subclass's work around `self.inner_optimizer.apply(grads, trainable_variables)`."""
+        raise NotImplementedError
+
+    @property
+    def variables(self):
+        return super().variables + self.inner_optimizer.variables
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    def scale_loss(self, loss):
+        return self.inner_optimizer.scale_loss(loss)
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    def get_config(self):
+        # Not `super().get_config()`: the base keywords (learning rate, clipping, EMA) are the inner optimizer's.
+        return {"name": self.name, "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner_optimizer = keras.saving.deserialize_keras_object(
+            config.pop("inner_optimizer"), custom_objects=custom_objects
+        )
+        return cls(inner_optimizer, **config)
