@@ -103,3 +103,24 @@ def test_keras_mobilenet_v2_becomes_an_all_integer_tflite_model():
     ops = [op for op in tfopt.export.inspect(flatbuffer).ops if op.name not in ("QUANTIZE", "DEQUANTIZE")]
     assert {op.name for op in ops} == {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED"}
     assert all(op.inputs[0] == "int8" and op.outputs == ("int8",) for op in ops)
+
+
+def test_a_float_op_inside_a_qat_model_is_refused_unless_allowed():
+    """TFLite has no int8 softplus: the converter computes it in float between DEQUANTIZE and QUANTIZE."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Activation("softplus"),
+                              keras.layers.Dense(2)])
+    quantized = quantize_model(model)
+    quantized.compile("adam", "mse")
+    quantized.fit(np.random.default_rng(0).random((32, 4)), np.zeros((32, 2)), verbose=0)
+    with pytest.raises(ValueError, match=r"to_tflite: the quantization-aware model converts with 5 op\(s\) computing "
+                                         r"in float between integer ones: DEQUANTIZE #2, EXP #3, ADD #4, LOG #5, "
+                                         r"QUANTIZE #6\..*allow_float_ops=True"):
+        tfopt.export.to_tflite(quantized, "int8")
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8", allow_float_ops=True)
+    assert [op.split()[0] for op in tfopt.export.float_ops_inside(flatbuffer)] == [
+        "DEQUANTIZE", "EXP", "ADD", "LOG", "QUANTIZE"]
+
+
+def test_a_fully_integer_qat_model_has_no_float_op_inside(trained_qat):
+    assert tfopt.export.float_ops_inside(tfopt.export.to_tflite(trained_qat("int8"), "int8")) == []

@@ -104,16 +104,27 @@ def test_trains_and_predicts_under_jit_compile(mobile_block_model, mobile_block_
     np.testing.assert_allclose(compiled, quantized.predict(x, verbose=0), atol=1e-5)
 
 
-def test_trains_under_a_two_replica_mirrored_strategy(
+def _quantizer_ranges(model):
+    quantizers = [layer for layer in tfopt._surgery.layers(model, sublayers=True)
+                  if isinstance(layer, tfopt.quantize.QuantizeActivation)]
+    return np.array([[float(q.min_value.numpy()), float(q.max_value.numpy())] for q in quantizers])
+
+
+def test_two_replicas_learn_the_ranges_and_weights_of_one_device(
     mobile_block_model, mobile_block_data, mirrored_strategy, compile_classifier
 ):
-    model = mobile_block_model()
+    """Each replica sees half of every batch: the ranges are the min/max over both halves, as on one device."""
+    x, y = mobile_block_data
+    single = compile_classifier(quantize_model(mobile_block_model()))
+    single.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     with mirrored_strategy.scope():
-        quantized = compile_classifier(quantize_model(model))
-    history = quantized.fit(*mobile_block_data, batch_size=16, epochs=3, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
-    quantizer = quantized.get_layer("quantize_image")
-    assert quantizer.min_value.numpy() < 0 < quantizer.max_value.numpy()
+        replicated = compile_classifier(quantize_model(mobile_block_model()))
+    replicated.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    ranges = _quantizer_ranges(single)
+    assert len(ranges) == 10 and np.all(ranges[:, 0] <= 0) and np.all(ranges[:, 1] > 0)
+    np.testing.assert_allclose(_quantizer_ranges(replicated), ranges, rtol=1e-5, atol=1e-6)
+    for mirrored, plain in zip(replicated.weights, single.weights):
+        np.testing.assert_allclose(np.asarray(mirrored), np.asarray(plain), rtol=1e-4, atol=1e-5)
 
 
 def test_keras_file_mid_training_resumes_as_if_uninterrupted(
@@ -176,3 +187,9 @@ def test_a_batch_norm_over_another_axis_is_quantized_on_its_own_not_folded():
     quantized = quantize_model(model)
     assert quantized.get_layer("quantize_conv").batch_norm is None
     assert isinstance(quantized.get_layer("quantize_norm"), QuantizeOutputs)
+
+
+def test_an_unnamed_input_gets_a_quantizer_name_no_layer_has():
+    model = keras.Sequential([keras.Input((4,)), L.Dense(8, name="input"), L.Activation("tanh", name="activation")])
+    names = [layer.name for layer in quantize_model(model).layers]
+    assert names == ["quantize_input_1", "quantize_input", "quantize_activation"]

@@ -59,3 +59,23 @@ def test_config_round_trip_and_error():
         QuantizeActivation(scheme="int4")
     assert isinstance(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(quantizer)),
                       QuantizeActivation)
+
+
+@pytest.mark.parametrize("decay, error, message", [
+    (1.0, ValueError, r"QuantizeActivation: argument `decay` must be in \[0, 1\). Received: decay=1.0"),
+    (-0.1, ValueError, r"QuantizeActivation: argument `decay` must be in \[0, 1\). Received: decay=-0.1"),
+    ("0.9", TypeError, r"QuantizeActivation: argument `decay` must be a number. Received: decay='0.9'"),
+])
+def test_decay_is_checked(decay, error, message):
+    with pytest.raises(error, match=message):
+        QuantizeActivation(decay=decay)
+
+
+@pytest.mark.parametrize("bits, error, message", [
+    (1, ValueError, r"fake_quant_weights: argument `bits` must be in \[2, 16\]. Received: bits=1"),
+    (17, ValueError, r"fake_quant_weights: argument `bits` must be in \[2, 16\]. Received: bits=17"),
+    (8.0, TypeError, r"fake_quant_weights: argument `bits` must be an integer. Received: bits=8.0"),
+])
+def test_bits_are_checked(bits, error, message):
+    with pytest.raises(error, match=message):
+        fake_quant_weights(np.ones((2, 2), "float32"), bits=bits)

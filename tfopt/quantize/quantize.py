@@ -92,11 +92,22 @@ class _Rebuilder:
                 self.fusions[id(layer)] = (None, None, []) if shared else _fusion(graph, layer)
                 self.absorbed.update(id(member) for member in self.fusions[id(layer)][2])
         self.fills, self.quantized_inputs, self.produced, self.replacements = _surgery.WeightFills(), {}, set(), {}
+        self.names = {name for layer, _ in graph.calls for name in (layer.name, f"quantize_{layer.name}")}
+
+    def _free_name(self, base):
+        """`base`, or `base_1`, `base_2`, ...: a name no layer of the quantized model has (Keras's automatic names
+        for an input quantizer, "quantize_activation", would clash with a wrapped layer named "activation")."""
+        name, suffix = base, 0
+        while name in self.names:
+            suffix += 1
+            name = f"{base}_{suffix}"
+        self.names.add(name)
+        return name
 
     def _quantize_input(self, tensor):
         if id(tensor) not in self.quantized_inputs:
             named = tensor.name and not tensor.name.startswith("keras_tensor")  # an Input given a name
-            name = f"quantize_{tensor.name}" if named else None
+            name = f"quantize_{tensor.name}" if named else self._free_name("quantize_input")
             self.quantized_inputs[id(tensor)] = QuantizeActivation(self.scheme, name=name)(tensor)
         return self.quantized_inputs[id(tensor)]
 
