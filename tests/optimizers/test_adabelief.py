@@ -10,31 +10,48 @@ from tfopt.optimizers.adabelief import AdaBelief
 NAMES = ["bias", "kernel", "conv"]
 
 
-def numpy_adabelief(gradients, initial, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-16, rectify=True,
-                    degenerated_to_sgd=True, weight_decay=0.0, decayed=(True, True, True)):
-    """adabelief-pytorch 0.2's AdaBelief in float64, as AdaBelief's docstring states it; also returns every rho_t."""
-    w = [x.astype("float64") for x in initial]
-    m = [np.zeros_like(x) for x in w]
-    s = [np.zeros_like(x) for x in w]
-    rhos = []
-    for t, step_gradients in enumerate(gradients, start=1):
-        rho_inf = 2 / (1 - beta_2) - 1
-        rho_t = rho_inf - 2 * t * beta_2**t / (1 - beta_2**t)
-        rhos.append(rho_t)
-        for i, g in enumerate(step_gradients):
-            g = g.astype("float64")
-            w[i] = w[i] - learning_rate * (weight_decay if decayed[i] else 0.0) * w[i]
-            m[i] = beta_1 * m[i] + (1 - beta_1) * g
-            s[i] = beta_2 * s[i] + (1 - beta_2) * (g - m[i]) ** 2 + epsilon
-            m_hat = m[i] / (1 - beta_1**t)
+def adabelief_pytorch(gradients, initial, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-16, rectify=True,
+                      degenerated_to_sgd=True, weight_decay=0.0, decayed=(True, True, True)):
+    """adabelief-pytorch 0.2.1 `AdaBelief.step` (juntang-zhuang/Adabelief-Optimizer at 2855178e,
+    `pypi_packages/adabelief_pytorch0.2.1`), `weight_decouple=True`, no amsgrad, in float64; also returns N_sma.
+
+    As there, `exp_avg_var.add_(eps)` runs in place on every step, rectified or not, so `eps` accumulates in the state.
+    """
+    lr, beta1, beta2, eps = learning_rate, beta_1, beta_2, epsilon
+    params = [x.astype("float64") for x in initial]
+    exp_avg = [np.zeros_like(x) for x in params]
+    exp_avg_var = [np.zeros_like(x) for x in params]
+    n_smas = []
+    for step, grads in enumerate(gradients, start=1):
+        for i, grad in enumerate(grads):
+            grad = grad.astype("float64")
+            params[i] = params[i] * (1.0 - lr * (weight_decay if decayed[i] else 0.0))
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            exp_avg[i] = exp_avg[i] * beta1 + (1 - beta1) * grad
+            grad_residual = grad - exp_avg[i]
+            exp_avg_var[i] = exp_avg_var[i] * beta2 + (1 - beta2) * grad_residual * grad_residual
+            exp_avg_var[i] = exp_avg_var[i] + eps
+            denom = np.sqrt(exp_avg_var[i]) / math.sqrt(bias_correction2) + eps
             if not rectify:
-                w[i] = w[i] - learning_rate * m_hat / (np.sqrt(s[i]) / math.sqrt(1 - beta_2**t) + epsilon)
-            elif rho_t >= 5:
-                r_t = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
-                w[i] = w[i] - learning_rate * m_hat * r_t * math.sqrt(1 - beta_2**t) / (np.sqrt(s[i]) + epsilon)
+                params[i] = params[i] - lr / bias_correction1 * exp_avg[i] / denom
+                continue
+            beta2_t = beta2**step
+            n_sma_max = 2 / (1 - beta2) - 1
+            n_sma = n_sma_max - 2 * step * beta2_t / (1 - beta2_t)
+            if n_sma >= 5:
+                step_size = math.sqrt((1 - beta2_t) * (n_sma - 4) / (n_sma_max - 4) * (n_sma - 2) / n_sma * n_sma_max
+                                      / (n_sma_max - 2)) / (1 - beta1**step)
             elif degenerated_to_sgd:
-                w[i] = w[i] - learning_rate * m_hat
-    return w, rhos
+                step_size = 1.0 / (1 - beta1**step)
+            else:
+                step_size = -1
+            if n_sma >= 5:
+                params[i] = params[i] - step_size * lr * exp_avg[i] / (np.sqrt(exp_avg_var[i]) + eps)
+            elif step_size > 0:
+                params[i] = params[i] - step_size * lr * exp_avg[i]
+        n_smas.append(2 / (1 - beta2) - 1 - 2 * step * beta2**step / (1 - beta2**step))
+    return params, n_smas
 
 
 def assert_matches(actual, expected):
@@ -55,7 +72,7 @@ CASES = [
 @pytest.mark.parametrize("arguments", CASES)
 def test_matches_numpy_reference(arguments):
     gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
-    expected, rhos = numpy_adabelief(gradients, start, **arguments)
+    expected, rhos = adabelief_pytorch(gradients, start, **arguments)
     assert min(rhos) < 5 < max(rhos) and min(abs(np.array(rhos) - 5)) > 1e-3  # both branches, none on the edge
     assert_matches(run_keras_optimizer(AdaBelief(**arguments), start, gradients), expected)
 
@@ -64,7 +81,7 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables():
     gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
     optimizer = AdaBelief(**HYPER[1], weight_decay=0.1)
     optimizer.exclude_from_weight_decay(var_names=["kernel"])
-    expected, _ = numpy_adabelief(gradients, start, **HYPER[1], weight_decay=0.1, decayed=(True, False, True))
+    expected, _ = adabelief_pytorch(gradients, start, **HYPER[1], weight_decay=0.1, decayed=(True, False, True))
     assert_matches(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
 
 

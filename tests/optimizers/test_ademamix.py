@@ -10,31 +10,48 @@ from tfopt.optimizers.ademamix import AdEMAMix
 NAMES = ["bias", "kernel", "conv"]
 
 
-def numpy_ademamix(gradients, initial, learning_rate, beta_1=0.9, beta_2=0.999, beta_3=0.9999, alpha=5.0,
-                   alpha_warmup=None, beta_3_warmup=None, epsilon=1e-8, weight_decay=0.0, decayed=(True, True, True)):
-    """The authors' PyTorch AdEMAMix in float64, as AdEMAMix's docstring states it."""
-    w = [x.astype("float64") for x in initial]
-    m1 = [np.zeros_like(x) for x in w]
-    m2 = [np.zeros_like(x) for x in w]
-    nu = [np.zeros_like(x) for x in w]
-    for t, step_gradients in enumerate(gradients, start=1):
-        alpha_t = alpha * min(t / alpha_warmup, 1) if alpha_warmup else alpha
-        if beta_3_warmup and t < beta_3_warmup:
-            f = lambda beta: math.log(0.5) / math.log(beta + 1e-8) - 1  # noqa: E731
-            a = t / beta_3_warmup
-            beta_3_t = 0.5 ** (1 / ((1 - a) * f(beta_1) + a * f(beta_3) + 1))
-        else:
-            beta_3_t = beta_3
-        for i, g in enumerate(step_gradients):
-            g = g.astype("float64")
-            w[i] = w[i] - learning_rate * (weight_decay if decayed[i] else 0.0) * w[i]
-            m1[i] = beta_1 * m1[i] + (1 - beta_1) * g
-            m2[i] = beta_3_t * m2[i] + (1 - beta_3_t) * g
-            nu[i] = beta_2 * nu[i] + (1 - beta_2) * g * g
-            m1_hat = m1[i] / (1 - beta_1**t)
-            nu_hat = nu[i] / (1 - beta_2**t)
-            w[i] = w[i] - learning_rate * (m1_hat + alpha_t * m2[i]) / (np.sqrt(nu_hat) + epsilon)
-    return w
+def linear_warmup_scheduler(step, alpha_end, alpha_start=0, warmup=1):
+    if step < warmup:
+        a = step / float(warmup)
+        return (1.0 - a) * alpha_start + a * alpha_end
+    return alpha_end
+
+
+def linear_hl_warmup_scheduler(step, beta_end, beta_start=0, warmup=1):
+    def f(beta, eps=1e-8):
+        return math.log(0.5) / math.log(beta + eps) - 1
+
+    if step < warmup:
+        a = step / float(warmup)
+        return math.pow(0.5, 1 / ((1.0 - a) * f(beta_start) + a * f(beta_end) + 1))
+    return beta_end
+
+
+def official_ademamix(gradients, initial, learning_rate, beta_1=0.9, beta_2=0.999, beta_3=0.9999, alpha=5.0,
+                      alpha_warmup=None, beta_3_warmup=None, epsilon=1e-8, weight_decay=0.0,
+                      decayed=(True, True, True)):
+    """The authors' `pytorch/ademamix.py` (apple/ml-ademamix at c3d73c0d), `AdEMAMix.step` and its two warm-up
+    schedulers, in float64. Its decay is `update += weight_decay * p` before `p -= lr * update`."""
+    lr, beta1, beta2, beta3_final, eps = learning_rate, beta_1, beta_2, beta_3, epsilon
+    params = [x.astype("float64") for x in initial]
+    exp_avg_fast = [np.zeros_like(x) for x in params]
+    exp_avg_slow = [np.zeros_like(x) for x in params]
+    exp_avg_sq = [np.zeros_like(x) for x in params]
+    for step, grads in enumerate(gradients, start=1):
+        bias_correction1, bias_correction2 = 1 - beta1**step, 1 - beta2**step
+        alpha_t = alpha if alpha_warmup is None else linear_warmup_scheduler(step, alpha, 0, alpha_warmup)
+        beta3 = beta3_final if beta_3_warmup is None else linear_hl_warmup_scheduler(step, beta3_final, beta1,
+                                                                                      beta_3_warmup)
+        for i, grad in enumerate(grads):
+            grad = grad.astype("float64")
+            exp_avg_fast[i] = exp_avg_fast[i] * beta1 + (1 - beta1) * grad
+            exp_avg_slow[i] = exp_avg_slow[i] * beta3 + (1 - beta3) * grad
+            exp_avg_sq[i] = exp_avg_sq[i] * beta2 + (1 - beta2) * grad * grad
+            denom = np.sqrt(exp_avg_sq[i]) / math.sqrt(bias_correction2) + eps
+            update = (exp_avg_fast[i] / bias_correction1 + alpha_t * exp_avg_slow[i]) / denom
+            update = update + (weight_decay if decayed[i] else 0.0) * params[i]
+            params[i] = params[i] - lr * update
+    return params
 
 
 def assert_matches(actual, expected):
@@ -53,7 +70,7 @@ CASES = [
 @pytest.mark.parametrize("arguments", CASES)
 def test_matches_numpy_reference(arguments):
     gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
-    expected = numpy_ademamix(gradients, start, **arguments)
+    expected = official_ademamix(gradients, start, **arguments)
     assert_matches(run_keras_optimizer(AdEMAMix(**arguments), start, gradients), expected)
 
 
@@ -62,7 +79,7 @@ def test_warmups_and_weight_decay_match_numpy_reference_and_skip_excluded_variab
     arguments = dict(learning_rate=1e-2, alpha_warmup=50, beta_3_warmup=45, weight_decay=0.5)
     optimizer = AdEMAMix(**arguments)
     optimizer.exclude_from_weight_decay(var_names=["kernel"])
-    expected = numpy_ademamix(gradients, start, **arguments, decayed=(True, False, True))
+    expected = official_ademamix(gradients, start, **arguments, decayed=(True, False, True))
     assert_matches(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
 
 

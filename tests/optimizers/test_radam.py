@@ -1,4 +1,3 @@
-import math
 import re
 
 import numpy as np
@@ -10,33 +9,42 @@ from tfopt.optimizers.radam import RAdam
 NAMES = ["bias", "kernel", "conv"]
 
 
-def numpy_radam(gradients, initial, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0,
+def torch_radam(gradients, initial, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0,
                 decoupled_weight_decay=False, decayed=(True, True, True)):
-    """torch.optim.RAdam in float64, as RAdam's docstring states it. Returns the final values and every rho_t."""
-    w = [x.astype("float64") for x in initial]
-    m = [np.zeros_like(x) for x in w]
-    v = [np.zeros_like(x) for x in w]
+    """torch.optim.RAdam's `_single_tensor_radam` (PyTorch 2.x, pytorch/pytorch at 008ec6b1) in float64.
+
+    Returns the final values and every `rho_t`. `decayed` leaves variables out of the weight decay, as
+    `exclude_from_weight_decay` does (PyTorch would use a parameter group without decay).
+    """
+    lr, beta1, beta2, eps = learning_rate, beta_1, beta_2, epsilon
+    params = [x.astype("float64") for x in initial]
+    exp_avgs = [np.zeros_like(x) for x in params]
+    exp_avg_sqs = [np.zeros_like(x) for x in params]
     rhos = []
-    for t, step_gradients in enumerate(gradients, start=1):
-        rho_inf = 2 / (1 - beta_2) - 1
-        rho_t = rho_inf - 2 * t * beta_2**t / (1 - beta_2**t)
-        rhos.append(rho_t)
-        for i, g in enumerate(step_gradients):
-            g = g.astype("float64")
+    for step, grads in enumerate(gradients, start=1):
+        for i, grad in enumerate(grads):
+            grad = grad.astype("float64")
             wd = weight_decay if decayed[i] else 0.0
-            if wd and decoupled_weight_decay:
-                w[i] = w[i] - learning_rate * wd * w[i]
-            elif wd:
-                g = g + wd * w[i]
-            m[i] = beta_1 * m[i] + (1 - beta_1) * g
-            v[i] = beta_2 * v[i] + (1 - beta_2) * g * g
-            m_hat = m[i] / (1 - beta_1**t)
-            if rho_t > 5:
-                r_t = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
-                w[i] = w[i] - learning_rate * m_hat * r_t * math.sqrt(1 - beta_2**t) / (np.sqrt(v[i]) + epsilon)
+            if wd != 0:
+                if decoupled_weight_decay:
+                    params[i] = params[i] * (1 - lr * wd)
+                else:
+                    grad = grad + wd * params[i]
+            exp_avgs[i] = exp_avgs[i] + (grad - exp_avgs[i]) * (1 - beta1)  # lerp_
+            exp_avg_sqs[i] = exp_avg_sqs[i] * beta2 + (1 - beta2) * grad * grad
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            bias_corrected_exp_avg = exp_avgs[i] / bias_correction1
+            rho_inf = 2 / (1 - beta2) - 1
+            rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
+            if rho_t > 5.0:
+                rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+                adaptive_lr = (bias_correction2**0.5) / (np.sqrt(exp_avg_sqs[i]) + eps)
+                params[i] = params[i] - bias_corrected_exp_avg * lr * adaptive_lr * rect
             else:
-                w[i] = w[i] - learning_rate * m_hat
-    return w, rhos
+                params[i] = params[i] - bias_corrected_exp_avg * lr
+        rhos.append(rho_t)
+    return params, rhos
 
 
 def assert_matches(actual, expected):
@@ -52,7 +60,7 @@ HYPER = [dict(learning_rate=1e-2), dict(learning_rate=2e-2, beta_1=0.8, beta_2=0
 @pytest.mark.parametrize("hyper", HYPER)
 def test_matches_numpy_reference(hyper):
     gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
-    expected, rhos = numpy_radam(gradients, start, **hyper)
+    expected, rhos = torch_radam(gradients, start, **hyper)
     assert min(rhos) < 5 < max(rhos) and min(abs(np.array(rhos) - 5)) > 1e-3  # both branches, none on the edge
     assert_matches(run_keras_optimizer(RAdam(**hyper), start, gradients), expected)
 
@@ -62,7 +70,7 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables(decou
     gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
     optimizer = RAdam(**HYPER[1], weight_decay=0.1, decoupled_weight_decay=decoupled)
     optimizer.exclude_from_weight_decay(var_names=["kernel"])
-    expected, _ = numpy_radam(gradients, start, **HYPER[1], weight_decay=0.1, decoupled_weight_decay=decoupled,
+    expected, _ = torch_radam(gradients, start, **HYPER[1], weight_decay=0.1, decoupled_weight_decay=decoupled,
                               decayed=(True, False, True))
     assert_matches(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
 
