@@ -81,7 +81,8 @@ SHAPES = [(3,), (4, 5), (2, 3, 3, 4)]  # a bias, a Dense kernel and a Conv kerne
 
 
 def sgd_momentum_rule(learning_rate, momentum):
-    """Keras's SGD with momentum as `step(index, w, g) -> w`, one variable (by index) at a time."""
+    """SGD with momentum in the form Keras documents for `keras.optimizers.SGD` (`velocity = momentum * velocity -
+    learning_rate * g; w = w + velocity`), as `step(index, w, g) -> w`, one variable (by index) at a time."""
     velocities = {}
 
     def step(index, w, g):
@@ -92,7 +93,8 @@ def sgd_momentum_rule(learning_rate, momentum):
 
 
 def adam_rule(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-    """Keras's Adam as `step(index, w, g) -> w`, one variable (by index) at a time."""
+    """Adam (Kingma & Ba, 2015, Algorithm 1, with the step size `alpha_t = alpha * sqrt(1 - beta_2**t) /
+    (1 - beta_1**t)` and `epsilon` of the paper's Section 2, the form Keras uses) as `step(index, w, g) -> w`."""
     moments = {}
 
     def step(index, w, g):
@@ -107,15 +109,22 @@ def adam_rule(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
 
 
 def lookahead_reference(inner_step, initial, gradients, sync_period, slow_step_size):
-    """Lookahead's rule, as its docstring writes it, in float64."""
-    fast = [np.asarray(w, "float64") for w in initial]
-    slow = [w.copy() for w in fast]
-    for t, step_gradients in enumerate(gradients, start=1):
-        fast = [inner_step(i, w, np.asarray(g, "float64")) for i, (w, g) in enumerate(zip(fast, step_gradients))]
-        if t % sync_period == 0:
-            slow = [s + slow_step_size * (w - s) for s, w in zip(slow, fast)]
-            fast = [s.copy() for s in slow]
-    return fast
+    """Algorithm 1 of Zhang, Lucas, Hinton & Ba (2019, "Lookahead Optimizer: k steps forward, 1 step back") in float64.
+
+    Outer loop `t`: the fast weights start from the slow ones, take `k = sync_period` inner steps (the inner
+    optimizer keeps its state across outer steps, as in the paper's experiments), then `phi = phi + alpha * (theta_k -
+    phi)` with `alpha = slow_step_size`. A last incomplete outer loop leaves the fast weights where they are.
+    """
+    phi = [np.asarray(w, "float64") for w in initial]
+    theta = [w.copy() for w in phi]
+    for first in range(0, len(gradients), sync_period):
+        theta = [w.copy() for w in phi]
+        for step_gradients in gradients[first:first + sync_period]:
+            theta = [inner_step(i, w, np.asarray(g, "float64")) for i, (w, g) in enumerate(zip(theta, step_gradients))]
+        if first + sync_period <= len(gradients):
+            phi = [p + slow_step_size * (w - p) for p, w in zip(phi, theta)]
+            theta = [p.copy() for p in phi]
+    return theta
 
 
 def assert_all_close(actual, expected, rtol=1e-5, atol=1e-6):
@@ -124,10 +133,15 @@ def assert_all_close(actual, expected, rtol=1e-5, atol=1e-6):
 
 
 def numpy_centralize(gradient):
-    """GradientCentralization's rule, as its docstring writes it, in float64."""
+    """The GC operator of Yong et al. (2020), `g_i - mean(g_i)` for the weights `g_i` of each output unit `i`, as
+    pytorch-optimizer 3.9.0 `centralize_gradient` computes it on PyTorch's (out, in, ...) layout: Keras puts the
+    output axis last, so it is moved first, centred over the other axes, and moved back. Rank 1 is left as it is."""
     gradient = np.asarray(gradient, "float64")
-    if gradient.ndim > 1:
-        gradient = gradient - gradient.mean(axis=tuple(range(gradient.ndim - 1)), keepdims=True)
+    size = gradient.ndim
+    if size > 1:
+        grad = np.moveaxis(gradient, -1, 0)
+        grad = grad - grad.mean(axis=tuple(range(1, size)), keepdims=True)
+        gradient = np.moveaxis(grad, 0, -1)
     return gradient
 
 

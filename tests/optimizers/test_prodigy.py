@@ -11,46 +11,56 @@ from tfopt.optimizers.prodigy import Prodigy
 NAMES = ["bias", "kernel", "conv_kernel"]
 
 
-def numpy_prodigy(gradients, initial, learning_rate=1.0, beta_1=0.9, beta_2=0.999, beta_3=None, epsilon=1e-8,
-                  d0=1e-6, d_coef=1.0, growth_rate=math.inf, bias_correction=False, safeguard_warmup=False,
-                  weight_decay=0.0, decayed=(True, True, True), rates=None):
-    """prodigyopt 1.0's `Prodigy.step` in float64; `rates` optionally gives the learning rate of each step.
+def prodigyopt(gradients, initial, learning_rate=1.0, beta_1=0.9, beta_2=0.999, beta_3=None, epsilon=1e-8,
+               d0=1e-6, d_coef=1.0, growth_rate=math.inf, bias_correction=False, safeguard_warmup=False,
+               weight_decay=0.0, decayed=(True, True, True), rates=None):
+    """prodigyopt 1.1.2 `Prodigy.step` (konstmish/prodigy at 3efb213e), one parameter group, `decouple=True`,
+    `slice_p=1`, in float64; `rates` optionally gives the learning rate of each step.
 
-    The weights are rounded to float32 after each step, as the Keras variables store them: `d` reads `w0 - w`,
+    The weights are rounded to float32 after each step, as the Keras variables store them: `d` reads `p0 - p`,
     differences of ~1e-3 between weights up to 2.7, and float64 weights would move `d` by ~1e-3 relative to it.
     """
-    beta_3 = math.sqrt(beta_2) if beta_3 is None else beta_3
-    weights = [w.astype("float64") for w in initial]
-    w0 = [w.copy() for w in weights]
-    ms, vs, ss = ([np.zeros_like(w) for w in weights] for _ in range(3))
-    d, d_max, numerator, k = d0, d0, 0.0, 0
-    for step, step_gradients in enumerate(gradients):
-        lr = rates[step] if rates else learning_rate
-        correction = math.sqrt(1 - beta_2 ** (k + 1)) / (1 - beta_1 ** (k + 1)) if bias_correction else 1.0
+    beta1, beta2 = beta_1, beta_2
+    beta3 = math.sqrt(beta2) if beta_3 is None else beta_3
+    eps = epsilon
+    params = [w.astype("float64") for w in initial]
+    state = [{} for _ in params]
+    d, d_max, d_numerator, k = d0, d0, 0.0, 0
+    for step_index, grads in enumerate(gradients):
+        lr = rates[step_index] if rates else learning_rate
+        correction = ((1 - beta2 ** (k + 1)) ** 0.5) / (1 - beta1 ** (k + 1)) if bias_correction else 1
         dlr = d * lr * correction
-        new_numerator, denominator = beta_3 * numerator, 0.0
-        for i, g in enumerate(step_gradients):
-            if lr > 0:
-                g = g.astype("float64")
-                new_numerator += (d / d0) * dlr * np.dot(g.ravel(), (w0[i] - weights[i]).ravel())
-                ms[i] = beta_1 * ms[i] + d * (1 - beta_1) * g
-                vs[i] = beta_2 * vs[i] + d * d * (1 - beta_2) * g * g
-                ss[i] = beta_3 * ss[i] + (d / d0) * (d if safeguard_warmup else dlr) * g
-                denominator += np.abs(ss[i]).sum()
-        if denominator == 0:
-            continue
-        d_hat = d_coef * new_numerator / denominator
+        d_numerator_next, delta_numerator, d_denom = d_numerator * beta3, 0.0, 0.0
+        for i, grad in enumerate(grads):
+            grad, p = grad.astype("float64"), params[i]
+            if "step" not in state[i]:
+                state[i] = {"step": 0, "s": np.zeros_like(p), "p0": p.copy(), "exp_avg": np.zeros_like(p),
+                            "exp_avg_sq": np.zeros_like(p)}
+            st = state[i]
+            if lr > 0.0:
+                delta_numerator += (d / d0) * dlr * np.dot(grad.ravel(), (st["p0"] - p).ravel())
+                st["exp_avg"] = st["exp_avg"] * beta1 + d * (1 - beta1) * grad
+                st["exp_avg_sq"] = st["exp_avg_sq"] * beta2 + d * d * (1 - beta2) * grad * grad
+                st["s"] = st["s"] * beta3 + ((d / d0) * d if safeguard_warmup else (d / d0) * dlr) * grad
+                d_denom += np.abs(st["s"]).sum()
+        if d_denom == 0:
+            continue  # `return loss`: nothing else changes, `k` included
+        global_d_numerator = d_numerator_next + delta_numerator
+        d_hat = d_coef * global_d_numerator / d_denom
         if d == d0:
             d = max(d, d_hat)
         d_max = max(d_max, d_hat)
-        new_d = min(d_max, d * growth_rate)
-        for i in range(len(weights)):
-            if decayed[i]:
-                weights[i] = weights[i] - weight_decay * dlr * weights[i]
-            weights[i] = weights[i] - dlr * ms[i] / (np.sqrt(vs[i]) + new_d * epsilon)
-            weights[i] = weights[i].astype("float32").astype("float64")
-        d, numerator, k = new_d, new_numerator, k + 1
-    return weights
+        d = min(d_max, d * growth_rate)
+        d_numerator = global_d_numerator
+        for i in range(len(params)):
+            st = state[i]
+            denom = np.sqrt(st["exp_avg_sq"]) + d * eps
+            if decayed[i] and weight_decay != 0:
+                params[i] = params[i] - weight_decay * dlr * params[i]
+            params[i] = params[i] - dlr * st["exp_avg"] / denom
+            params[i] = params[i].astype("float32").astype("float64")
+        k += 1
+    return params
 
 
 def assert_close(actual, expected):
@@ -67,7 +77,7 @@ def assert_close(actual, expected):
 )
 def test_matches_numpy_reference(arguments):
     gradients, start = gradient_sequence(SHAPES, 50), initial_values(SHAPES)
-    expected = numpy_prodigy(gradients, start, **arguments)
+    expected = prodigyopt(gradients, start, **arguments)
     assert_close(run_keras_optimizer(Prodigy(**arguments), start, gradients), expected)
 
 
@@ -76,7 +86,7 @@ def test_steps_with_zero_learning_rate_change_nothing():
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay([2, 30], [0.0, 1.0, 0.5])
     rates = [float(schedule(step)) for step in range(60)]
     optimizer = Prodigy(learning_rate=schedule, bias_correction=True, safeguard_warmup=True)
-    expected = numpy_prodigy(gradients, start, bias_correction=True, safeguard_warmup=True, rates=rates)
+    expected = prodigyopt(gradients, start, bias_correction=True, safeguard_warmup=True, rates=rates)
     assert_close(run_keras_optimizer(optimizer, start, gradients), expected)
 
 
@@ -84,7 +94,7 @@ def test_exclude_from_weight_decay_leaves_the_named_variable_undecayed():
     gradients, start = gradient_sequence(SHAPES, 20), initial_values(SHAPES)
     optimizer = Prodigy(weight_decay=0.1)
     optimizer.exclude_from_weight_decay(var_names=["conv_kernel"])
-    expected = numpy_prodigy(gradients, start, weight_decay=0.1, decayed=(True, True, False))
+    expected = prodigyopt(gradients, start, weight_decay=0.1, decayed=(True, True, False))
     assert_close(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
 
 
