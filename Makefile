@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -17,13 +17,16 @@ $(STAMP): setup.cfg pyproject.toml
 demo: install
 	$(VENV)/bin/tfopt demo --out tfopt-demo
 
-# Keras 3 tests, then the tf_keras tests (TF_USE_LEGACY_KERAS=1) in their own process; one summary at the end.
-test: install
+# ruff, then the Keras 3 tests, then the tf_keras tests (TF_USE_LEGACY_KERAS=1) in their own process; one summary.
+test: install lint
 	$(PY) tools/run_tests.py
 
 # The same without the slow end-to-end tests, for quick local runs.
-test-fast: install
+test-fast: install lint
 	$(PY) tools/run_tests.py -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 bench: install
 	$(PY) benchmarks/lr_callbacks.py

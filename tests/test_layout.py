@@ -41,8 +41,9 @@ def imports(name, tree, known):
             yield from ((alias.name, None) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if node.level:  # relative: `from . import x` is the package itself, each more dot a parent
+                parents = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parents + ([base] if base else []))
             for alias in node.names:
                 full = f"{base}.{alias.name}"
                 yield (full, None) if full in known else (base, alias.name)

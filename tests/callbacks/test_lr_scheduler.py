@@ -42,7 +42,8 @@ def test_logs_learning_rate_into_history(linear_model, regression_data):
 
 def test_epoch_unit_counts_epochs(linear_model, regression_data, rate_probe):
     probe = rate_probe()
-    _fit(linear_model(keras.optimizers.SGD(0.1)), regression_data, [LRScheduler(lambda e: 0.1 / (1 + e), "epoch"), probe])
+    scheduler = LRScheduler(lambda e: 0.1 / (1 + e), "epoch")
+    _fit(linear_model(keras.optimizers.SGD(0.1)), regression_data, [scheduler, probe])
     np.testing.assert_allclose(probe.values, np.repeat([0.1, 0.05, 0.1 / 3], 4), rtol=1e-6)
 
 

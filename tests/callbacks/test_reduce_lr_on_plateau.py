@@ -5,7 +5,8 @@ import pytest
 import tfopt
 from tfopt.callbacks import ReduceLROnPlateau
 
-STALLED = dict(monitor="loss", factor=0.5, patience=1, min_delta=10.0)  # no epoch improves by 10: reduce from epoch 2 on
+# No epoch improves by 10: the rate is reduced from epoch 2 on.
+STALLED = dict(monitor="loss", factor=0.5, patience=1, min_delta=10.0)
 
 
 def _fit(model, data, callbacks, epochs=4):
@@ -15,7 +16,8 @@ def _fit(model, data, callbacks, epochs=4):
 
 def test_float_rate_behaves_as_keras_own(linear_model, regression_data):
     ours = _fit(linear_model(keras.optimizers.SGD(0.01)), regression_data, [ReduceLROnPlateau(**STALLED)])
-    keras_own = _fit(linear_model(keras.optimizers.SGD(0.01)), regression_data, [keras.callbacks.ReduceLROnPlateau(**STALLED)])
+    keras_own = _fit(linear_model(keras.optimizers.SGD(0.01)), regression_data,
+                     [keras.callbacks.ReduceLROnPlateau(**STALLED)])
     np.testing.assert_allclose(ours.history["learning_rate"], keras_own.history["learning_rate"])
     np.testing.assert_allclose(ours.history["loss"], keras_own.history["loss"])
 

@@ -47,7 +47,8 @@ def test_lr_scheduler_drives_a_tf_keras_legacy_optimizer():
 
 
 def test_one_cycle_policy_cycles_tf_keras_momentum_in_the_compiled_step():
-    model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")])
+    dense = tf_keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    model = tf_keras.Sequential([tf_keras.Input((4,)), dense])
     model.compile(tf_keras.optimizers.SGD(0.1, momentum=0.9), "mse")
     _fit(model, [OneCyclePolicy(max_lr=0.05, total_steps=12)])
     expected = numpy_sgd_momentum(_data(), lambda step: torch_one_cycle(step, 12, 0.05))
