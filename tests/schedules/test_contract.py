@@ -1,5 +1,6 @@
-"""Behaviour every tfopt schedule shares: it drives a Keras 3 optimizer in `fit`, also compiled with XLA and under
-`MirroredStrategy`, survives a `.keras` round trip, and broadcasts over a 1-D tensor of steps."""
+"""Behaviour every tfopt schedule shares: it drives a Keras 3 optimizer in `fit` (each step applies the schedule's
+value at that step), also compiled with XLA and under `MirroredStrategy`, survives a `.keras` round trip, and
+broadcasts over a 1-D tensor of steps."""
 
 import keras
 import numpy as np
@@ -25,26 +26,52 @@ def schedule(request):
 
 
 def _data():
-    features = np.linspace(0, 0.1, 32 * 4, dtype="float32").reshape(32, 4)
-    return tf.data.Dataset.from_tensor_slices((features, features.sum(axis=1, keepdims=True))).batch(8)
+    """Inputs of ones and targets of zeros: with `_model`, the loss's gradient is 1 for every kernel entry."""
+    features = np.ones((8 * STEPS_PER_EPOCH, 4), dtype="float64")
+    return tf.data.Dataset.from_tensor_slices((features, np.zeros((8 * STEPS_PER_EPOCH, 1)))).batch(8)
 
 
-def _fit(schedule, **compile_arguments):
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mse", **compile_arguments)
-    model.fit(_data(), epochs=1, verbose=0, shuffle=False)
+def _model(schedule, **compile_arguments):
+    """A float64 linear model whose SGD step moves each kernel entry by exactly -learning_rate: its output
+    `sum(kernel) = 4` stays positive, so the mean absolute error's gradient is 1 per entry."""
+    layer = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones", dtype="float64")
+    model = keras.Sequential([keras.Input((4,)), layer])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mae", **compile_arguments)
     return model
 
 
-def _assert_rate_follows(model, schedule):
+class AppliedRates(keras.callbacks.Callback):
+    """The learning rate each step applied, read from how far it moved the kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates, self._before = [], None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._before = keras.ops.convert_to_numpy(self.model.layers[0].kernel)
+
+    def on_train_batch_end(self, batch, logs=None):
+        moved = self._before - keras.ops.convert_to_numpy(self.model.layers[0].kernel)
+        np.testing.assert_allclose(moved, moved[0, 0], rtol=1e-9)  # one rate for every entry
+        self.rates.append(float(moved[0, 0]))
+
+
+def _fit(model):
+    applied = AppliedRates()
+    model.fit(_data(), epochs=1, verbose=0, shuffle=False, callbacks=[applied])
+    return applied.rates
+
+
+def _assert_rate_follows(model, schedule, applied_rates):
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == STEPS_PER_EPOCH
+    expected = np.asarray(schedule(keras.ops.convert_to_tensor(np.arange(STEPS_PER_EPOCH), "int64")))
+    np.testing.assert_allclose(applied_rates, expected, rtol=1e-6)
     assert float(model.optimizer.learning_rate) == pytest.approx(float(schedule(STEPS_PER_EPOCH)), rel=1e-6)
-    assert all(np.isfinite(weight).all() for weight in model.get_weights())
 
 
 def test_fit_then_save_and_load(schedule, tmp_path):
-    model = _fit(schedule)
-    _assert_rate_follows(model, schedule)
+    model = _model(schedule)
+    _assert_rate_follows(model, schedule, _fit(model))
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -55,18 +82,17 @@ def test_fit_then_save_and_load(schedule, tmp_path):
 
 
 def test_fit_with_jit_compile(schedule):
-    model = _fit(schedule, jit_compile=True)
+    model = _model(schedule, jit_compile=True)
+    applied_rates = _fit(model)
     assert model.jit_compile
-    _assert_rate_follows(model, schedule)
+    _assert_rate_follows(model, schedule, applied_rates)
 
 
 def test_fit_under_mirrored_strategy(schedule, mirrored_strategy):
     assert mirrored_strategy.num_replicas_in_sync == 2
     with mirrored_strategy.scope():
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mse")
-    model.fit(_data(), epochs=1, verbose=0, shuffle=False)
-    _assert_rate_follows(model, schedule)
+        model = _model(schedule)
+    _assert_rate_follows(model, schedule, _fit(model))
 
 
 def test_vectorised_call_equals_per_step_calls(schedule):
