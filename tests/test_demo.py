@@ -19,7 +19,9 @@ def test_demo_trains_prunes_and_quantizes_digits_into_an_int8_file_a_tenth_of_th
     assert 1e-5 < results["suggested_lr"] < 1.0
     assert results["pruned_accuracy"] >= results["test_accuracy"] - 0.015
     assert results["int8_accuracy"] >= results["pruned_accuracy"] - 0.01
-    assert results["targets_met"]
+    assert results["targets_met"] is True  # the two targets, checked independently above
+    assert any("(target >= 0.95: met)" in line for line in lines)
+    assert any("(target: within 1 point: met)" in line for line in lines)
     rows = {row.stage: row for row in results["rows"]}
     assert list(rows) == STAGES
     assert rows["pruned 80% float32"].gzipped_kb <= rows["dense float32"].gzipped_kb / 3
@@ -53,6 +55,40 @@ def test_cli_demo_quick(tmp_path, capsys):
     assert f"tfopt evaluate {out / 'digits_int8.tflite'} --data {out / 'digits_test.npz'}" in printed
     for name in ("results.md", "results.png", "digits_int8.tflite", "digits_test.npz"):
         assert (out / name).is_file()
+
+
+@pytest.mark.parametrize(
+    "accuracy, pruned, int8, met",
+    [(0.95, 0.97, 0.96, True), (0.9499, 0.97, 0.97, False), (0.99, 0.97, 0.9599, False), (0.99, 0.97, 0.99, True)],
+)
+def test_run_says_targets_met_only_when_both_targets_are(monkeypatch, tmp_path, accuracy, pruned, int8, met):
+    """`run` with its training and measuring stages replaced by stubs returning the given accuracies."""
+    from tfopt.demo.measure import Row
+
+    demo = sys.modules["tfopt.demo.run"]
+    monkeypatch.setattr(demo, "_find_rate", lambda split, out, log: 0.01)
+    monkeypatch.setattr(demo, "_train_one_cycle", lambda split, max_lr, epochs, out, log: ("dense", accuracy))
+    monkeypatch.setattr(demo, "prune", lambda split, model, epochs, log: ("pruned", pruned))
+    monkeypatch.setattr(demo, "quantize", lambda split, model, epochs, log: ("qat", pruned))
+    rows = [Row(stage, 0.0, int8, 1.0, 1.0, 1.0) for stage in STAGES]
+    monkeypatch.setattr(demo, "_measure_stages", lambda split, stages: rows)
+    monkeypatch.setattr(demo.report, "save", lambda rows, out: [])
+    lines = []
+    results = demo.run(tmp_path, log=lines.append)
+    assert results["targets_met"] is met
+    assert results["int8_accuracy"] == int8 and results["test_accuracy"] == accuracy
+    verdicts = [line for line in lines if "(target" in line]
+    assert len(verdicts) == 2
+    assert ("NOT met" in verdicts[0]) is (accuracy < 0.95) and ("NOT met" in verdicts[1]) is (int8 < pruned - 0.01)
+
+
+@pytest.mark.parametrize("met, quick, code", [(True, False, 0), (False, False, 1), (False, True, 0)])
+def test_cli_demo_exits_non_zero_when_a_target_is_missed_in_a_full_run(monkeypatch, tmp_path, met, quick, code):
+    calls = []
+    monkeypatch.setattr(sys.modules["tfopt.demo.run"], "run", lambda out, quick: calls.append(quick) or
+                        {"targets_met": met})
+    assert cli.main(["demo", "--out", str(tmp_path)] + (["--quick"] if quick else [])) == code
+    assert calls == [quick]
 
 
 def test_cli_rejects_an_unknown_command(capsys):
