@@ -4,6 +4,7 @@ The first physical CPU is split into two logical devices before TensorFlow initi
 2-replica `tf.distribute.MirroredStrategy` on a machine without GPUs.
 """
 
+import functools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -81,14 +82,32 @@ def digits():
 
 
 @pytest.fixture(scope="session")
-def digits_model(digits):
-    """The demo's digits CNN after 12 epochs of Adam (about 98.6% test accuracy)."""
+def digits_seeds():
+    """The seeds an acceptance test on the digits runs, asserting on the mean of its results over them."""
+    return (0, 1, 2)
+
+
+@pytest.fixture(scope="session")
+def digits_model_of(digits):
+    """`digits_model_of(seed)`: the demo's digits CNN after 12 epochs of Adam (about 98.6% test accuracy), its
+    initial weights and shuffling drawn from `seed`; trained once per session on first use and shared, so a test
+    must not train it (`quantize_model` and `prune_low_magnitude` copy it; otherwise clone it first)."""
     from tfopt.demo.data import batches
     from tfopt.demo.model import compile_for_digits, digits_cnn
 
-    model = compile_for_digits(digits_cnn(), keras.optimizers.Adam(3e-3))
-    model.fit(batches(digits.x_train, digits.y_train, shuffle=True), epochs=12, verbose=0, shuffle=False)
-    return model
+    @functools.cache
+    def train(seed):
+        model = compile_for_digits(digits_cnn(seed), keras.optimizers.Adam(3e-3))  # digits_cnn seeds everything
+        model.fit(batches(digits.x_train, digits.y_train, shuffle=True), epochs=12, verbose=0, shuffle=False)
+        return model
+
+    return train
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits_model_of):
+    """`digits_model_of(0)`."""
+    return digits_model_of(0)
 
 
 @pytest.fixture(scope="session")
