@@ -80,3 +80,46 @@ def test_inspect_lists_ops_inputs_and_outputs(tiny):
     assert (summary.inputs[0].dtype, summary.inputs[0].shape, summary.inputs[0].scale) == ("float32", (-1, 4), 0.0)
     assert summary.outputs[0].shape == (-1, 3)
     assert "FULLY_CONNECTED  float32, float32, float32 -> float32" in str(summary)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda f, x: export.predict(f, x, batch_size=0), ValueError,
+         "predict: argument `batch_size` must be >= 1. Received: batch_size=0"),
+        (lambda f, x: export.predict(f, x, batch_size=2.0), TypeError,
+         "predict: argument `batch_size` must be an integer. Received: batch_size=2.0"),
+        (lambda f, x: export.predict(f, x, num_threads=0), ValueError,
+         "predict: argument `num_threads` must be >= 1. Received: num_threads=0"),
+        (lambda f, x: export.predict(f, x, num_threads=True), TypeError,
+         "predict: argument `num_threads` must be an integer. Received: num_threads=True"),
+        (lambda f, x: export.evaluate(f, x, np.zeros(10), batch_size=-1), ValueError,
+         "evaluate: argument `batch_size` must be >= 1. Received: batch_size=-1"),
+        (lambda f, x: export.evaluate(f, x, np.zeros(10), num_threads=0), ValueError,
+         "evaluate: argument `num_threads` must be >= 1. Received: num_threads=0"),
+        (lambda f, x: export.evaluate(f, x, np.zeros(9)), ValueError,
+         "evaluate: argument `y` must be one per sample of `x` (10). Received: y='<9 samples>'"),
+        (lambda f, x: export.evaluate(f, x, 3), ValueError,
+         "evaluate: argument `y` must be one per sample of `x` (10). Received: y=array(3)"),
+        (lambda f, x: export.evaluate(f, x, np.zeros(10), metrics=[]), ValueError,
+         "evaluate: argument `metrics` must be at least one metric. Received: metrics=[]"),
+        (lambda f, x: export.benchmark(f, runs=0), ValueError,
+         "benchmark: argument `runs` must be >= 1. Received: runs=0"),
+        (lambda f, x: export.benchmark(f, runs=10.0), TypeError,
+         "benchmark: argument `runs` must be an integer. Received: runs=10.0"),
+        (lambda f, x: export.benchmark(f, warmup=-1), ValueError,
+         "benchmark: argument `warmup` must be >= 0. Received: warmup=-1"),
+        (lambda f, x: export.benchmark(f, threads=0), ValueError,
+         "benchmark: argument `threads` must be >= 1. Received: threads=0"),
+        (lambda f, x: export.benchmark(f, threads="2"), TypeError,
+         "benchmark: argument `threads` must be an integer. Received: threads='2'"),
+    ],
+    ids=["predict_batch_size", "predict_batch_size_float", "predict_num_threads", "predict_num_threads_bool",
+         "evaluate_batch_size", "evaluate_num_threads", "evaluate_y_count", "evaluate_y_scalar",
+         "evaluate_no_metric", "benchmark_runs", "benchmark_runs_float", "benchmark_warmup", "benchmark_threads",
+         "benchmark_threads_string"],
+)
+def test_counts_are_checked_with_the_callers_name(tiny, call, error, message):
+    with pytest.raises(error) as raised:
+        call(tiny[1], tiny[2])
+    assert str(raised.value) == message

@@ -64,6 +64,13 @@ def _dequantize(y, details):
     return ((y.astype("float32") - zero_point) * scale).astype("float32")
 
 
+def _check_batching(owner, batch_size, num_threads):
+    """Checks the `batch_size` and `num_threads` arguments of `owner` (predict or evaluate)."""
+    _checks.integer(owner, "batch_size", batch_size, low=1)
+    if num_threads is not None:
+        _checks.integer(owner, "num_threads", num_threads, low=1)
+
+
 def _single_input(runner, owner):
     inputs = runner.get_input_details()
     if len(inputs) != 1:
@@ -101,7 +108,7 @@ def predict(tflite, x, batch_size=32, num_threads=None):
     >>> tfopt.export.predict(tfopt.export.to_tflite(model), np.ones((5, 4))).shape
     (5, 2)
     """
-    _checks.integer("predict", "batch_size", batch_size, low=1)
+    _check_batching("predict", batch_size, num_threads)
     runner = interpreter(tflite, "predict", num_threads)
     x, details = _check_x(runner, x, "predict")
     outputs, allocated = [], None
@@ -171,10 +178,14 @@ def evaluate(tflite, x, y, metrics=("accuracy",), batch_size=32, num_threads=Non
     >>> sorted(scores)
     ['accuracy']
     """
+    _check_batching("evaluate", batch_size, num_threads)
     if isinstance(metrics, str) or not hasattr(metrics, "__iter__"):
         metrics = [metrics]
     scorers = [_metric(metric) for metric in metrics]
-    _checks.satisfies("evaluate", "y", f"<{len(y)} samples>", len(y) == len(x), f"one per sample of `x` ({len(x)})")
+    _checks.satisfies("evaluate", "metrics", metrics, scorers, "at least one metric")
+    x, y = np.asarray(x), np.asarray(y)
+    _checks.satisfies("evaluate", "y", f"<{len(y)} samples>" if y.ndim else y, y.ndim and len(y) == len(x),
+                      f"one per sample of `x` ({len(x)})")
     predictions = predict(tflite, x, batch_size=batch_size, num_threads=num_threads)
     return {name: score(y, predictions) for name, score in scorers}
 
@@ -214,6 +225,7 @@ def benchmark(tflite, runs=100, threads=1, warmup=10):
     """
     _checks.integer("benchmark", "runs", runs, low=1)
     _checks.integer("benchmark", "warmup", warmup, low=0)
+    _checks.integer("benchmark", "threads", threads, low=1)
     runner = interpreter(tflite, "benchmark", threads)
     details = _single_input(runner, "benchmark")
     shape = [1 if d == -1 else int(d) for d in details["shape_signature"]] or list(details["shape"])
