@@ -85,3 +85,24 @@ def test_mixed_precision_under_jit_trains_as_float32(make_callback, regression_d
     # puts them back), so a rate or momentum that did not reach the compiled step would show.
     effect = max(np.max(np.abs(u - e)) for u, e in zip(_untouched_weights(), expected_weights))
     assert effect == 0 or effect > 0.1
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: tfopt.callbacks.LRScheduler(lambda step: 0.1, verbose=True), TypeError,
+         "LRScheduler: argument `verbose` must be an integer. Received: verbose=True"),
+        (lambda: tfopt.callbacks.OneCyclePolicy(0.1, 10, verbose=-1), ValueError,
+         "OneCyclePolicy: argument `verbose` must be >= 0. Received: verbose=-1"),
+        (lambda: tfopt.callbacks.ReduceLROnPlateau(verbose=0.5), TypeError,
+         "ReduceLROnPlateau: argument `verbose` must be an integer. Received: verbose=0.5"),
+        (lambda: tfopt.callbacks.ReduceLROnPlateau(monitor=["loss"]), TypeError,
+         "ReduceLROnPlateau: argument `monitor` must be the name of a logged quantity (a string). "
+         "Received: monitor=['loss']"),
+    ],
+    ids=["LRScheduler_verbose", "OneCyclePolicy_verbose", "ReduceLROnPlateau_verbose", "ReduceLROnPlateau_monitor"],
+)
+def test_learning_rate_callbacks_name_a_bad_verbose_or_monitor(make, error, message):
+    with pytest.raises(error) as raised:
+        make()
+    assert str(raised.value) == message

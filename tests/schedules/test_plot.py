@@ -63,8 +63,18 @@ def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
         (values, (0,), ValueError, "values: argument `steps` must be >= 1. Received: steps=0"),
         (values, (10.0,), TypeError, "values: argument `steps` must be an integer. Received: steps=10.0"),
         (plot, (-3, "curve.png"), ValueError, "plot: argument `steps` must be >= 1. Received: steps=-3"),
+        (plot, (3, "curve.png", 7), TypeError, "plot: argument `title` must be a string or None. Received: title=7"),
     ],
 )
 def test_rejects(function, arguments, error, message):
     with pytest.raises(error, match=re.escape(message)):
         function(OneCycle(1e-2, total_steps=50), *arguments)
+
+
+@pytest.mark.parametrize("function", [values, plot])
+def test_rejects_a_schedule_that_is_not_callable(function, tmp_path):
+    with pytest.raises(TypeError, match=re.escape(f"{function.__name__}: argument `schedule` must be a "
+                                                  "LearningRateSchedule or a function of the step. Received: "
+                                                  "schedule=0.1")):
+        function(0.1, 5, *([tmp_path / "curve.png"] if function is plot else []))
+    assert list(tmp_path.iterdir()) == []

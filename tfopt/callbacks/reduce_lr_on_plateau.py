@@ -45,6 +45,8 @@ class ReduceLROnPlateau(_compat.Callback, keras.callbacks.ReduceLROnPlateau):
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0):
         owner = "ReduceLROnPlateau"
+        _checks.instance(owner, "monitor", monitor, str, "the name of a logged quantity (a string)")
+        _checks.integer(owner, "verbose", verbose, low=0)
         _checks.number(owner, "factor", factor, low=0, high=1, closed="neither")
         _checks.integer(owner, "patience", patience, low=0)
         _checks.integer(owner, "cooldown", cooldown, low=0)

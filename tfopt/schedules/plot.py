@@ -6,6 +6,11 @@ from keras import ops
 from tfopt import _checks, _plotting
 
 
+def _check_schedule(owner, schedule):
+    _checks.satisfies(owner, "schedule", schedule, callable(schedule),
+                      "a LearningRateSchedule or a function of the step", TypeError)
+
+
 def values(schedule, steps):
     """The rates of `schedule` at steps `0 .. steps - 1`, as a NumPy array, from one vectorised call.
 
@@ -27,6 +32,7 @@ def values(schedule, steps):
     >>> [round(float(rate), 6) for rate in rates[::4]]
     [0.0, 0.001, 0.000707]
     """
+    _check_schedule("values", schedule)
     steps = _checks.integer("values", "steps", steps, low=1)
     rates = ops.convert_to_numpy(schedule(ops.arange(steps, dtype="int64")))
     return np.broadcast_to(rates, (steps,)).copy()
@@ -54,7 +60,10 @@ def plot(schedule, steps, path, title=None):
     >>> tfopt.schedules.plot(tfopt.schedules.OneCycle(1e-2, total_steps=100), 100, path) == path
     True
     """
+    _check_schedule("plot", schedule)
     steps = _checks.integer("plot", "steps", steps, low=1)
+    if title is not None:
+        _checks.instance("plot", "title", title, str, "a string or None")
     figure, axes = _plotting.new_figure(size=(6, 3.5))
     axes.plot(np.arange(steps), values(schedule, steps))
     axes.set(xlabel="step", ylabel="learning rate", title=type(schedule).__name__ if title is None else title)
