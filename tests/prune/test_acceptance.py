@@ -16,6 +16,8 @@ from tfopt.demo.model import compile_for_digits
 # Zhu & Gupta's recipe: sparsity rising over 15 epochs (masks updated every 5 steps), then 25 epochs at 80% to
 # recover, the rate decaying to 0 along a cosine.
 EPOCHS, PRUNING_EPOCHS, RATE = 40, 15, 3e-3
+# Measured (seeds 0, 1, 2): dense fine-tuned 0.9889, 0.9833, 0.9917; pruned 0.9833, 0.9750, 0.9833; the mean pruned
+# accuracy is 0.74 points under the dense one, 0.76 points (2.7 of 360 test images) inside the 1.5-point bound.
 
 
 def gzipped_tflite_bytes(model):

@@ -13,6 +13,8 @@ from tfopt.demo.model import compile_for_digits
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")  # Flatten's batch-size arithmetic, on int32 shapes
 QAT_EPOCHS, QAT_RATE = 3, 1e-4  # a low rate: 3e-4 and 1e-3 measured 0.3-1 point below float
+# Measured (seeds 0, 1, 2): float 0.9861, 0.9750, 0.9861; int8 and 16x8 TFLite both 0.9889, 0.9778, 0.9861, so the
+# means are 0.19 points above float, 1.19 and 0.69 points inside their bounds.
 
 
 def fine_tune(model, digits, seed, epochs=QAT_EPOCHS, callbacks=()):
