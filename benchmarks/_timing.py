@@ -3,7 +3,7 @@
 Import this module before TensorFlow. With TensorFlow's default thread pools on a 2-core machine, each model
 instance trains at one of two speeds, 2x apart, chosen at random for its life (../shared/FACTS.md, "Timing trap"),
 so a ratio of two instances can be off by 1.7x. Held to one thread, identical instances run at the same speed.
-Rounds alternate the compared variants (A, B, B, A, ...) so a slow spell of the machine hits both, and each ratio is
+Rounds interleave the compared variants (A, B, A, B) so a slow spell of the machine hits both, and each ratio is
 printed as the median of its per-round ratios with their min-max.
 
 Example:
@@ -12,6 +12,7 @@ Example:
     'B / A: 1.010 (spread 0.980-1.020 over 3 rounds)'
 """
 
+import gc
 import json
 import os
 import statistics
@@ -45,13 +46,26 @@ def cpu_seconds(run):
     return time.process_time() - start
 
 
-def interleaved_round(runs, measure=cpu_seconds):
-    """{name: measure(run) summed over two turns}: `runs` ({name: run}) go in order A, B, ..., B, A, so a change of
-    the machine's speed during the round hits every variant alike."""
-    names = list(runs)
-    totals = dict.fromkeys(names, 0.0)
-    for name in names + names[::-1]:
-        totals[name] += measure(runs[name])
+def round_order(names, round_index):
+    """Each name twice, never twice in a row (a model that has just run runs faster): A B C A B C, then rotated
+    by one each round (B C A B C A, ...) so that every variant takes every place."""
+    names = list(names)
+    shift = round_index % len(names) if len(names) > 2 else 0
+    names = names[shift:] + names[:shift]
+    return names + names
+
+
+def interleaved_round(runs, round_index, measure=cpu_seconds):
+    """{name: measure(run) summed over two turns}, the `runs` ({name: run}) taking turns as `round_order` says.
+    Python's garbage collector runs before the round, not during it (as `timeit` does)."""
+    totals = dict.fromkeys(runs, 0.0)
+    gc.collect()
+    gc.disable()
+    try:
+        for name in round_order(runs, round_index):
+            totals[name] += measure(runs[name])
+    finally:
+        gc.enable()
     return totals
 
 
@@ -68,7 +82,7 @@ class Rounds:
             self.runs = None  # let the previous instances go before building new ones
             self.runs = self.build()
         self.done += 1
-        return interleaved_round(self.runs, self.measure)
+        return interleaved_round(self.runs, self.done - 1, self.measure)
 
 
 def collect(rounds):
@@ -88,6 +102,28 @@ def ratio_line(label, ratios, note=None):
     return f"{text}; {note}" if note else text
 
 
+def in_turns(sides, rounds):
+    """{side: {name: [value per round]}}: the `sides` ({side: run_round}) take turns, the first one alternating."""
+    results = {side: [] for side in sides}
+    for index in range(rounds):
+        for side in list(sides) if index % 2 == 0 else list(sides)[::-1]:
+            results[side].append(sides[side]())
+    return {side: collect(values) for side, values in results.items()}
+
+
+def with_tf_keras_worker(local_rounds, script, args, rounds, sides):
+    """`in_turns` over this process's rounds (`local_rounds()` makes them) and those of `script args` run as a
+    worker under TF_USE_LEGACY_KERAS=1; `sides` names the two."""
+    with tempfile.TemporaryFile(mode="w+") as log:
+        worker = Worker(script, args, {"TF_USE_LEGACY_KERAS": "1"}, log)  # sets up while this process does
+        try:
+            turns = {sides[0]: local_rounds(), sides[1]: worker.round}
+            worker.wait_ready()
+            return in_turns(turns, rounds)
+        finally:
+            worker.close()
+
+
 def serve(run_round):
     """A worker's side of `Worker`: says "ready", then answers each line read with `run_round()` as JSON."""
     print("ready", flush=True)
@@ -96,10 +132,11 @@ def serve(run_round):
 
 
 class Worker:
-    """A benchmark script run in a child process (e.g. under TF_USE_LEGACY_KERAS=1), driven one round at a time."""
+    """A benchmark script run in a child process (e.g. under TF_USE_LEGACY_KERAS=1), driven one round at a time;
+    its stderr goes to the open file `log`, shown if it fails."""
 
-    def __init__(self, script, args, env):
-        self.log = tempfile.TemporaryFile(mode="w+")
+    def __init__(self, script, args, env, log):
+        self.log = log
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(script), *args], env={**os.environ, **env}, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.log, text=True,
@@ -127,4 +164,3 @@ class Worker:
     def close(self):
         self.process.stdin.close()
         self.process.wait()
-        self.log.close()

@@ -2,10 +2,10 @@
 
 Model: the demo's digits CNN, batch 32, a cached `tf.data` pipeline, AdamW, `verbose=0`. Each variant (no callback,
 `LRScheduler`, `OneCyclePolicy`) has its own model; every round fits each of them twice, in the order plain,
-LRScheduler, OneCyclePolicy, OneCyclePolicy, LRScheduler, plain, and new models are built every few rounds, so
+LRScheduler, OneCyclePolicy, control, plain, ... (rotated each round); new models are built every few rounds, so
 neither the machine's slow spells nor one instance's speed decide a ratio. TensorFlow is held to one thread and
 the process's CPU time is measured. Printed: each ratio's median over the rounds and its spread (min-max), and a
-control ratio of two plain models, which should be 1.
+control: a second plain model ÷ the first, which should be 1.
 Goal: LRScheduler ÷ plain <= 1.05.
 
 Runtime on 2 shared cores: ~2 min (`--quick`: ~15 s).
@@ -19,7 +19,6 @@ import statistics
 import sys
 
 import _timing
-
 import keras
 import tensorflow as tf
 
@@ -27,7 +26,7 @@ import tfopt
 from tfopt.demo.data import load_digits_split
 from tfopt.demo.model import compile_for_digits, digits_cnn
 
-VARIANTS = ("plain", "LRScheduler", "OneCyclePolicy", "plain (2nd model)")
+VARIANTS = ("plain", "LRScheduler", "OneCyclePolicy", "control")
 
 
 def _callbacks(kind, total_steps):
@@ -79,7 +78,7 @@ def main(argv=None):
     plain = statistics.median(times["plain"]) / 2
     print(f"digits CNN, {steps} steps per fit, {rounds} rounds of 2 fits per variant, new models every "
           f"{args.per_set} rounds; plain fit {plain:.3f} s CPU ({steps / plain:.0f} steps/s)")
-    notes = {"LRScheduler": "goal <= 1.05", "plain (2nd model)": "control: the same work, should be 1"}
+    notes = {"LRScheduler": "goal <= 1.05", "control": "control: the same work, should be 1"}
     for kind in VARIANTS[1:]:
         print(_timing.ratio_line(f"{kind} ÷ plain", _timing.per_round(times, kind, "plain"), notes.get(kind)))
 

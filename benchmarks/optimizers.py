@@ -1,19 +1,26 @@
 """Each tfopt optimizer's step time ÷ `keras.optimizers.Adam`'s on the same model, and its digits accuracy.
 
 Two models: a ~1.1M-parameter MLP (64 -> 1024 -> 1024 -> 10) and the demo's small digits CNN. For each, every
-optimizer trains the same number of steps on an in-memory `tf.data` pipeline; many short rounds are interleaved
-over the optimizers and the medians compared, so this machine's slow and fast spells hit all alike. Then each optimizer trains the CNN for 5
-epochs on scikit-learn's digits and its test accuracy is printed.
+optimizer has its own model, and a second Adam model is the control; every round fits each model `--steps` steps
+on an in-memory `tf.data` pipeline twice, in turns (the order rotated each round), and new models are built every
+few rounds, so neither the machine's slow spells nor one instance's speed decide a ratio. TensorFlow is held to one
+thread and the process's CPU time is measured. Each ratio is printed as its median over the rounds and its spread
+(min-max). Then each optimizer trains the CNN for 5 epochs on scikit-learn's digits and its test accuracy is
+printed.
 Goals: <= 1.25 for the Adam-like optimizers, <= 2.2 for SharpnessAware (two passes per step).
 
+Runtime on 2 shared cores: ~5 min (`--quick`, four optimizers: ~1 min).
+
 Example:
-    python benchmarks/optimizers.py --repeats 15 --steps 30
+    python benchmarks/optimizers.py --rounds 12 --steps 15
 """
 
 import argparse
+import functools
 import statistics
-import time
+import sys
 
+import _timing
 import keras
 import tensorflow as tf
 
@@ -38,12 +45,16 @@ OPTIMIZERS = {
     "GradientCentralization(Adam)": lambda: tfopt.optimizers.GradientCentralization(keras.optimizers.Adam(5e-3)),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
+CONTROL = "Adam (control)"
+QUICK = ("Adam", "RAdam", "Lookahead(Adam)", "SharpnessAware + Adam")  # one of each kind of model and optimizer
+MODELS = ("MLP 1.1M", "digits CNN")
 
 
 def _mlp():
     keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1024, activation="relu"),
-                             keras.layers.Dense(1024, activation="relu"), keras.layers.Dense(10)])
+    layers = keras.layers
+    return keras.Sequential([keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(1024, activation="relu"),
+                             layers.Dense(1024, activation="relu"), layers.Dense(10)])
 
 
 def _compiled(name, build):
@@ -53,41 +64,80 @@ def _compiled(name, build):
     return compile_for_digits(model, OPTIMIZERS[name]())
 
 
-def _step_times(build, dataset, steps, repeats):
-    models = {name: _compiled(name, build) for name in OPTIMIZERS}
-    for model in models.values():  # trace and build before timing
-        model.fit(dataset, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)
-    times = {name: [] for name in OPTIMIZERS}
-    for _ in range(repeats):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
-            times[name].append((time.perf_counter() - start) / steps)
-    return {name: statistics.median(values) for name, values in times.items()}
+def _builder(names, build, dataset, steps):
+    """Builds, traces and warms up one model per optimizer of `names` and the control; returns {name: fit}."""
+
+    def build_all():
+        runs = {}
+        for name in [*names, CONTROL]:
+            model = _compiled(name if name != CONTROL else "Adam", build)
+            runs[name] = functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                                           shuffle=False)
+            runs[name]()  # traces
+            runs[name]()  # warms up
+        return runs
+
+    return build_all
+
+
+def step_ratios(names, build, dataset, steps, rounds, per_set):
+    """({name: [per-round ratio to Adam]}, Adam's median CPU seconds per step)."""
+    run_round = _timing.Rounds(_builder(names, build, dataset, steps), per_set)
+    times = _timing.collect([run_round() for _ in range(rounds)])
+    ratios = {name: _timing.per_round(times, name, "Adam") for name in times}
+    return ratios, statistics.median(times["Adam"]) / (2 * steps)
+
+
+def accuracies(names, epochs):
+    """{optimizer: digits test accuracy after `epochs` epochs of the CNN}."""
+    split = load_digits_split()
+    shuffled = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).shuffle(2048, seed=0).batch(32)
+    test = tf.data.Dataset.from_tensor_slices((split.x_test, split.y_test)).batch(256)
+    result = {}
+    for name in names:
+        model = _compiled(name, digits_cnn)
+        model.fit(shuffled, epochs=epochs, verbose=0, shuffle=False)
+        result[name] = model.evaluate(test, verbose=0)[1]
+    return result
+
+
+def _cell(ratios):
+    return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+
+
+def report(names, ratios, accuracy, epochs):
+    print(f"\nstep time ÷ Adam's: median (spread min-max) over the rounds; digits accuracy after {epochs} epochs")
+    print(f"{'optimizer':<30}{'MLP ÷ Adam':>22}{'CNN ÷ Adam':>22}{'digits acc':>12}")
+    for name in [*names, CONTROL]:
+        acc = f"{accuracy[name]:>12.4f}" if name in accuracy else f"{'(control)':>12}"
+        print(f"{name:<30}{_cell(ratios[MODELS[0]][name]):>22}{_cell(ratios[MODELS[1]][name]):>22}{acc}")
+    print("goals: <= 1.25 for the Adam-like optimizers, <= 2.2 for SharpnessAware; the control (a second Adam "
+          "model) should be 1")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds over all optimizers")
-    parser.add_argument("--steps", type=int, default=30, help="steps timed per optimizer per round")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per model (12; quick: 2)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per fit (15; quick: 5)")
+    parser.add_argument("--per-set", type=int, default=6, help="rounds per set of new models")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of the accuracy runs (5; quick: 1)")
+    parser.add_argument("--quick", action="store_true", help=f"a few short rounds of {', '.join(QUICK)} only")
     args = parser.parse_args(argv)
+    rounds = args.rounds or (2 if args.quick else 12)
+    steps = args.steps or (5 if args.quick else 15)
+    epochs = args.epochs or (1 if args.quick else 5)
+    print(_timing.one_thread())
+    print(_timing.CPU_NOTE)
     split = load_digits_split()
-    train = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(32)
-    shuffled = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).shuffle(2048, seed=0).batch(32)
-    test = tf.data.Dataset.from_tensor_slices((split.x_test, split.y_test)).batch(256)
+    train = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(32).cache().repeat()
+    names = QUICK if args.quick else list(OPTIMIZERS)
     ratios = {}
-    for label, build in (("MLP 1.1M", _mlp), ("digits CNN", digits_cnn)):
-        times = _step_times(build, train.repeat(), args.steps, args.repeats)
-        ratios[label] = {name: times[name] / times["Adam"] for name in OPTIMIZERS}
-        print(f"{label}: Adam {times['Adam'] * 1e3:.2f} ms/step (median of {args.repeats} x {args.steps} steps)")
-    print(f"\n{'optimizer':<30}{'MLP ÷ Adam':>12}{'CNN ÷ Adam':>12}{'digits acc (5 ep)':>20}")
-    for name in OPTIMIZERS:
-        model = _compiled(name, digits_cnn)
-        model.fit(shuffled, epochs=5, verbose=0, shuffle=False)
-        accuracy = model.evaluate(test, verbose=0)[1]
-        print(f"{name:<30}{ratios['MLP 1.1M'][name]:>12.3f}{ratios['digits CNN'][name]:>12.3f}{accuracy:>20.4f}")
-    print("\ngoals: <= 1.25 for the Adam-like optimizers, <= 2.2 for SharpnessAware")
+    for label, build in zip(MODELS, (_mlp, digits_cnn)):
+        ratios[label], adam = step_ratios(names, build, train, steps, rounds, args.per_set)
+        print(f"{label}: Adam {adam * 1e3:.2f} ms CPU per step; {rounds} rounds of 2 fits x {steps} steps per "
+              f"optimizer, new models every {args.per_set} rounds")
+    report(names, ratios, accuracies(names, epochs), epochs)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,93 +1,123 @@
 """Training step time with pruning ÷ without, for tfopt on Keras 3 and for tfmot on tf_keras, in one run.
 
-The digits CNN trains on a `tf.data` pipeline, batch 32, pruned to 80% with a mask update every 10 steps.
-Keras 3 (tfopt's own pruning) is measured in this process; tf_keras (tfmot) in a child process started with
-TF_USE_LEGACY_KERAS=1, on the same CNN carried over with `tfopt.compat.to_tf_keras`. Plain and pruned fits
-alternate and medians are compared. Goal: tfopt's overhead no larger than tfmot's.
+The digits CNN trains on a `tf.data` pipeline, batch 32, Adam, pruned to 80% with a mask update every 10 steps.
+Keras 3 (tfopt's own pruning) is measured in this process; tf_keras (tfmot) in a worker process started with
+TF_USE_LEGACY_KERAS=1, on the same CNN carried over with `tfopt.compat.to_tf_keras`. The two processes take
+turns round by round; in a round each of a process's models (plain, pruned, and a second plain one as a control)
+fits `--steps` steps twice, in turns (plain, pruned, control, plain, pruned, control); new models are built
+every few rounds. TensorFlow is held to one thread and each process's CPU time is measured. Printed: each ratio's
+median over the rounds and its spread (min-max).
+Goal: tfopt's overhead no larger than tfmot's.
+
+Runtime on 2 shared cores: ~3 min (`--quick`: ~40 s).
 
 Example:
-    python benchmarks/pruning.py --repeats 9
+    python benchmarks/pruning.py --rounds 20
 """
 
 import argparse
-import os
+import functools
 import statistics
-import subprocess
 import sys
-import time
+
+import _timing
+
+SIDES = ("tfopt (Keras 3)", "tfmot (tf_keras)")
 
 
-def _measure(plain, pruned, dataset, callbacks, steps, repeats):
-    for model, extra in ((plain, []), (pruned, callbacks)):  # trace before timing
-        model.fit(dataset, epochs=1, steps_per_epoch=5, verbose=0, callbacks=extra)
-    times = {"plain": [], "pruned": []}
-    for _ in range(repeats):
-        for name, model, extra in (("plain", plain, []), ("pruned", pruned, callbacks)):
-            start = time.perf_counter()
-            model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=extra)
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["pruned"]) / statistics.median(times["plain"])
-
-
-def _setup():
-    import tensorflow as tf
-
-    from tfopt.demo.data import load_digits_split
-    from tfopt.demo.model import digits_cnn
-
-    split = load_digits_split()
-    dataset = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(32).repeat()
-    return dataset, digits_cnn
-
-
-def keras3_ratio(steps, repeats):
+def _keras3_models():
+    """(keras, {"plain", "pruned", "control"}, the pruned model's callbacks) for tfopt's pruning on Keras 3."""
     import keras
 
     import tfopt
+    from tfopt.demo.model import digits_cnn
 
-    dataset, digits_cnn = _setup()
     schedule = tfopt.prune.ConstantSparsity(0.8, begin_step=0, frequency=10)
-    plain, pruned = digits_cnn(), tfopt.prune.prune_low_magnitude(digits_cnn(), schedule)
-    for model in (plain, pruned):
-        model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return _measure(plain, pruned, dataset, [tfopt.prune.UpdatePruningStep()], steps, repeats)
+    models = {"plain": digits_cnn(), "pruned": tfopt.prune.prune_low_magnitude(digits_cnn(), schedule),
+              "control": digits_cnn()}
+    return keras, models, [tfopt.prune.UpdatePruningStep()]
 
 
-def tf_keras_ratio(steps, repeats):
+def _tf_keras_models():
+    """The same for tfmot's pruning on tf_keras."""
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
     import tfopt
+    from tfopt.demo.model import digits_cnn
 
-    dataset, digits_cnn = _setup()
-    plain, base = tfopt.compat.to_tf_keras(digits_cnn()), tfopt.compat.to_tf_keras(digits_cnn())
     schedule = tfmot.sparsity.keras.ConstantSparsity(0.8, begin_step=0, frequency=10)
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=schedule)
-    for model in (plain, pruned):
-        model.compile(tf_keras.optimizers.Adam(1e-3), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return _measure(plain, pruned, dataset, [tfmot.sparsity.keras.UpdatePruningStep()], steps, repeats)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(tfopt.compat.to_tf_keras(digits_cnn()), pruning_schedule=schedule)
+    models = {"plain": tfopt.compat.to_tf_keras(digits_cnn()), "pruned": pruned,
+              "control": tfopt.compat.to_tf_keras(digits_cnn())}
+    return tf_keras, models, [tfmot.sparsity.keras.UpdatePruningStep()]
+
+
+def _rounds(legacy, steps, per_set):
+    """The rounds of one side, Keras 3 or tf_keras (`legacy`)."""
+    import tensorflow as tf
+
+    from tfopt.demo.data import load_digits_split
+
+    split = load_digits_split()
+    dataset = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(32).repeat()
+
+    def build():
+        keras_module, models, callbacks = (_tf_keras_models if legacy else _keras3_models)()
+        runs = {}
+        for name, model in models.items():
+            model.compile(keras_module.optimizers.Adam(1e-3),
+                          keras_module.losses.SparseCategoricalCrossentropy(from_logits=True))
+            runs[name] = functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                                           callbacks=callbacks if name == "pruned" else [])
+            runs[name]()  # traces
+            runs[name]()  # warms up
+        return runs
+
+    return _timing.Rounds(build, per_set)
+
+
+def measure(steps, rounds, per_set):
+    """{side: {name: [CPU seconds per round]}}, the two sides taking turns round by round."""
+    args = ["--tf-keras-worker", "--steps", str(steps), "--per-set", str(per_set)]
+    return _timing.with_tf_keras_worker(lambda: _rounds(False, steps, per_set), __file__, args, rounds, SIDES)
+
+
+def report(times, steps, rounds, per_set):
+    print(f"digits CNN, 80% sparsity, {rounds} rounds of 2 fits x {steps} steps per model, new models every "
+          f"{per_set} rounds")
+    medians = {}
+    for side in SIDES:
+        plain = statistics.median(times[side]["plain"]) / (2 * steps)
+        print(f"{side}: plain step {1e3 * plain:.2f} ms CPU")
+        ratios = _timing.per_round(times[side], "pruned", "plain")
+        medians[side] = statistics.median(ratios)
+        print(_timing.ratio_line(f"{side} pruned ÷ plain step time", ratios))
+        control = _timing.per_round(times[side], "control", "plain")
+        print(_timing.ratio_line(f"{side} control ÷ plain step time", control, "the same work, should be 1"))
+    ours, theirs = medians.values()
+    verdict = "goal met" if ours <= theirs else "goal NOT met"
+    print(f"goal: tfopt's overhead no larger than tfmot's: {verdict}; difference {100 * (ours - theirs):+.1f} points")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=45)
-    parser.add_argument("--tf-keras-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per side (20; quick: 3)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per fit (45; quick: 20)")
+    parser.add_argument("--per-set", type=int, default=5, help="rounds per set of new models")
+    parser.add_argument("--quick", action="store_true", help="a few short rounds, to check that the script runs")
+    parser.add_argument("--tf-keras-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.tf_keras_only:
-        print(f"{tf_keras_ratio(args.steps, args.repeats):.4f}")
+    rounds = args.rounds or (3 if args.quick else 20)
+    steps = args.steps or (20 if args.quick else 45)
+    note = _timing.one_thread()
+    if args.tf_keras_worker:
+        _timing.serve(_rounds(True, steps, args.per_set))
         return
-    ours = keras3_ratio(args.steps, args.repeats)
-    child = subprocess.run(
-        [sys.executable, __file__, "--tf-keras-only", "--steps", str(args.steps), "--repeats", str(args.repeats)],
-        env={**os.environ, "TF_USE_LEGACY_KERAS": "1"}, capture_output=True, text=True, check=True,
-    )
-    theirs = float(child.stdout.strip().splitlines()[-1])
-    print(f"digits CNN, 80% sparsity, median of {args.repeats} x {args.steps} steps")
-    print(f"tfopt (Keras 3) pruned ÷ plain step time: {ours:.3f}")
-    print(f"tfmot (tf_keras) pruned ÷ plain step time: {theirs:.3f}")
-    print(f"goal: tfopt's overhead no larger than tfmot's; difference {100 * (ours - theirs):+.1f} points of step time")
+    print(note)
+    print(_timing.CPU_NOTE)
+    report(measure(steps, rounds, args.per_set), steps, rounds, args.per_set)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

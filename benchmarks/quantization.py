@@ -1,40 +1,37 @@
 """QAT step time ÷ float step time for tfopt (Keras 3) and tfmot (tf_keras), and int8 ÷ float32 TFLite latency.
 
-1. Training: the digits CNN trains on a `tf.data` pipeline, batch 32, Adam, as it is and as a QAT copy
-   (`tfopt.quantize.quantize_model`). Keras 3 (tfopt's QAT) runs in this process; tf_keras (tfmot's QAT, reached
-   through the same `quantize_model` on the CNN carried over with `tfopt.compat.to_tf_keras`) in a child process
-   started with TF_USE_LEGACY_KERAS=1. The two processes take turns, round by round, and inside a round float and
-   QAT fits alternate; fits are short (15 steps) and rounds many, because on a shared machine the speed swings
-   from second to second by up to 2x. A step's time is the time between two consecutive batch ends (the first
-   batch of each fit is left out); the medians of all steps are compared.
+1. Training: the digits CNN trains on a `tf.data` pipeline, batch 32, Adam, as it is, as a QAT copy
+   (`tfopt.quantize.quantize_model`) and as it is once more (the control). Keras 3 (tfopt's QAT) runs in this
+   process; tf_keras (tfmot's QAT, reached through the same `quantize_model` on the CNN carried over with
+   `tfopt.compat.to_tf_keras`) in a worker process started with TF_USE_LEGACY_KERAS=1. The two processes take
+   turns round by round; in a round each of a process's models fits `--steps` steps twice, in turns, and new
+   models are built every few rounds. TensorFlow is held to one thread and each process's CPU time is measured.
    Goal: tfopt's QAT ÷ float no larger than tfmot's.
 2. Inference: each model is exported float32, int8 by post-training quantization (PTQ, calibrated on 100 inputs)
-   and int8 from a QAT copy fitted on two batches, then timed by `tfopt.export.benchmark` (one sample per
-   `invoke`, one thread, LiteRT's default XNNPACK delegate), variants interleaved over the repeats. The digits CNN
-   takes 8x8 inputs, so a call is ~20 us and per-op overhead dominates; the 96x96x3 MobileNet-style models show
-   the arithmetic. The int8 speed-up depends on the CPU's int8 instructions (AVX-VNNI, AVX512-VNNI, ARM dotprod),
-   so the CPU and its flags are printed with the latencies.
+   and int8 from a QAT copy fitted on two batches, then timed by `tfopt.export.benchmark` (p50 wall time of one
+   sample per `invoke`, one thread, LiteRT's default XNNPACK delegate), each variant twice per round, in turns.
+   The digits CNN takes 8x8 inputs, so a call is ~20 us and per-op overhead dominates; the 96x96x3
+   MobileNet-style models show the arithmetic. The int8 speed-up depends on the CPU's int8 instructions
+   (AVX-VNNI, AVX512-VNNI, ARM dotprod), so the CPU and its flags are printed with the latencies.
+Every ratio is printed as its median over the rounds and its spread (min-max).
 
-Runtime on 2 CPU cores shared with other jobs: ~4 min (`--quick`: ~1.5 min).
+Runtime on 2 CPU cores shared with other jobs: ~4 min (`--quick`: ~1 min).
 
 Example:
-    python benchmarks/quantization.py --repeats 31
+    python benchmarks/quantization.py --rounds 20
     python benchmarks/quantization.py --quick
 """
 
 import argparse
-import json
-import os
+import functools
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _timing
 
 BATCH_SIZE = 32
+SIDES = ("tfopt (Keras 3)", "tfmot (tf_keras)")
 _VARIANTS = ("float32", "int8 PTQ", "int8 QAT")
 
 
@@ -42,116 +39,50 @@ _VARIANTS = ("float32", "int8 PTQ", "int8 QAT")
 
 
 def _step_models(legacy):
-    """{"float": ..., "QAT": ...}: the digits CNN compiled as it is and as a QAT copy, in Keras 3 or tf_keras."""
+    """(keras module, {"float", "QAT", "control"}): the digits CNN as it is, as a QAT copy and once more as it is."""
     import tfopt
     from tfopt.demo.model import digits_cnn
 
     if legacy:
         import tf_keras as keras_module
 
-        build = lambda: tfopt.compat.to_tf_keras(digits_cnn())  # noqa: E731
+        def build():
+            return tfopt.compat.to_tf_keras(digits_cnn())
     else:
         import keras as keras_module
 
         build = digits_cnn
-    models = {"float": build(), "QAT": tfopt.quantize.quantize_model(build())}
-    for model in models.values():
-        model.compile(keras_module.optimizers.Adam(1e-3),
-                      keras_module.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return models, keras_module
+    return keras_module, {"float": build(), "QAT": tfopt.quantize.quantize_model(build()), "control": build()}
 
 
-class _Steps:
-    """Runs rounds of short fits over models and keeps every step's time in seconds."""
+def _step_rounds(legacy, steps, per_set):
+    """The training rounds of one side, Keras 3 or tf_keras (`legacy`): {name: CPU seconds of 2 fits} per call."""
+    import tensorflow as tf
 
-    def __init__(self, legacy, steps):
-        import tensorflow as tf
+    from tfopt.demo.data import load_digits_split
 
-        from tfopt.demo.data import load_digits_split
+    split = load_digits_split()
+    dataset = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(BATCH_SIZE).repeat()
 
-        split = load_digits_split()
-        self.dataset = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(BATCH_SIZE).repeat()
-        self.models, keras_module = _step_models(legacy)
-        self.steps, self.stamps, self.rounds = steps, [], 0
-        self.timer = keras_module.callbacks.LambdaCallback(
-            on_train_batch_end=lambda batch, logs: self.stamps.append(time.perf_counter())
-        )
-        for model in self.models.values():  # trace before timing
-            model.fit(self.dataset, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)
+    def build():
+        keras_module, models = _step_models(legacy)
+        runs = {}
+        for name, model in models.items():
+            model.compile(keras_module.optimizers.Adam(1e-3),
+                          keras_module.losses.SparseCategoricalCrossentropy(from_logits=True))
+            runs[name] = functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                                           shuffle=False)
+            runs[name]()  # traces
+            runs[name]()  # warms up
+        return runs
 
-    def round(self):
-        """One fit of `steps` steps per model, in alternating order; {name: [seconds per step, ...]}."""
-        names = list(self.models)
-        names = names if self.rounds % 2 == 0 else names[::-1]
-        self.rounds += 1
-        times = {}
-        for name in names:
-            self.stamps.clear()
-            self.models[name].fit(self.dataset, epochs=1, steps_per_epoch=self.steps, verbose=0, shuffle=False,
-                                  callbacks=[self.timer])
-            times[name] = [end - start for start, end in zip(self.stamps, self.stamps[1:])]
-        return times
+    return _timing.Rounds(build, per_set)
 
 
-def _tf_keras_worker(steps):
-    """The child's side: set up, say "ready", then run one round per line read and answer with its times as JSON."""
-    rounds = _Steps(legacy=True, steps=steps)
-    print("ready", flush=True)
-    for _ in sys.stdin:
-        print(json.dumps(rounds.round()), flush=True)
-
-
-class _Child:
-    """The tf_keras worker process, driven one round at a time."""
-
-    def __init__(self, steps):
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--tf-keras-worker", "--steps", str(steps)],
-            env={**os.environ, "TF_USE_LEGACY_KERAS": "1"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self.log, text=True,
-        )
-
-    def _answer(self, start):
-        """The next line of the worker's that starts with `start` (anything else it prints is skipped)."""
-        for line in self.process.stdout:
-            if line.startswith(start):
-                return line
-        self.process.wait()
-        self.log.seek(0)
-        raise RuntimeError(f"the tf_keras worker exited with code {self.process.returncode}:\n"
-                           f"{self.log.read()[-3000:]}")
-
-    def wait_ready(self):
-        self._answer("ready")
-
-    def round(self):
-        self.process.stdin.write("round\n")
-        self.process.stdin.flush()
-        return json.loads(self._answer("{"))
-
-    def close(self):
-        self.process.stdin.close()
-        self.process.wait()
-        self.log.close()
-
-
-def step_times(steps, repeats):
-    """{"tfopt (Keras 3)": {"float": ms, "QAT": ms}, "tfmot (tf_keras)": {...}}: median step times, in turns."""
-    child = _Child(steps)  # sets up while this process does
-    try:
-        ours = _Steps(legacy=False, steps=steps)
-        child.wait_ready()
-        sides = {"tfopt (Keras 3)": ours.round, "tfmot (tf_keras)": child.round}
-        times = {side: {"float": [], "QAT": []} for side in sides}
-        for _ in range(repeats):
-            for side, run in sides.items():
-                for name, values in run().items():
-                    times[side][name].extend(values)
-    finally:
-        child.close()
-    return {side: {name: 1e3 * statistics.median(values) for name, values in by_name.items()}
-            for side, by_name in times.items()}
+def step_times(steps, rounds, per_set):
+    """{side: {name: [CPU seconds per round]}}, the Keras 3 side here and the tf_keras one in a worker, in turns."""
+    args = ["--tf-keras-worker", "--steps", str(steps), "--per-set", str(per_set)]
+    return _timing.with_tf_keras_worker(lambda: _step_rounds(False, steps, per_set), __file__, args, rounds, SIDES)
 
 
 # -- 2. TFLite latency ----------------------------------------------------------------------------------------------
@@ -213,18 +144,18 @@ def _exports(build, x, y):
     }
 
 
-def latencies(quick, runs, repeats):
-    """{label: {variant: median p50 ms}}, every model's variants timed in turn, `repeats` times over."""
+def latencies(quick, runs, rounds):
+    """{label: {variant: [p50 ms summed over 2 turns, per round]}}: every model's variants timed in turns."""
     import tfopt
 
     flatbuffers = {label: _exports(build, x, y) for label, build, x, y in _latency_models(quick)}
-    p50s = {label: {variant: [] for variant in _VARIANTS} for label in flatbuffers}
-    for _ in range(repeats):
+    per_label = {label: [] for label in flatbuffers}
+    for index in range(rounds):
         for label, by_variant in flatbuffers.items():
-            for variant, flatbuffer in by_variant.items():
-                p50s[label][variant].append(tfopt.export.benchmark(flatbuffer, runs=runs, warmup=5).p50_ms)
-    return {label: {variant: statistics.median(values) for variant, values in by_variant.items()}
-            for label, by_variant in p50s.items()}
+            timings = {variant: functools.partial(tfopt.export.benchmark, flatbuffer, runs=runs, warmup=5)
+                       for variant, flatbuffer in by_variant.items()}
+            per_label[label].append(_timing.interleaved_round(timings, index, lambda run: run().p50_ms))
+    return {label: _timing.collect(values) for label, values in per_label.items()}
 
 
 def cpu_description():
@@ -247,40 +178,54 @@ def cpu_description():
 # -- report ---------------------------------------------------------------------------------------------------------
 
 
-def _report_steps(times, steps, repeats):
-    print(f"digits CNN, batch {BATCH_SIZE}, Adam: median step time over {repeats} rounds x {steps} steps")
+def _report_steps(times, steps, rounds, per_set):
+    print(f"digits CNN, batch {BATCH_SIZE}, Adam: {rounds} rounds of 2 fits x {steps} steps per model, new models "
+          f"every {per_set} rounds")
+    medians = {}
     for side, by_name in times.items():
-        print(f"  {side:<17} float {by_name['float']:.3f} ms, QAT {by_name['QAT']:.3f} ms")
-    ours, theirs = (times[side]["QAT"] / times[side]["float"] for side in times)
-    verdict = "goal met" if ours <= theirs else f"goal NOT met ({100 * (ours - theirs):+.1f} points of step time)"
-    print(f"QAT/float step time: tfopt (Keras 3) {ours:.3f}, tfmot (tf_keras) {theirs:.3f} -> {verdict}")
+        print(f"{side}: float step {1e3 * statistics.median(by_name['float']) / (2 * steps):.2f} ms CPU")
+        ratios = _timing.per_round(by_name, "QAT", "float")
+        medians[side] = statistics.median(ratios)
+        print(_timing.ratio_line(f"{side} QAT ÷ float step time", ratios))
+        print(_timing.ratio_line(f"{side} control ÷ float step time", _timing.per_round(by_name, "control", "float"),
+                                 "the same work, should be 1"))
+    ours, theirs = medians.values()
+    verdict = "goal met" if ours <= theirs else "goal NOT met"
+    print(f"goal: tfopt's QAT ÷ float no larger than tfmot's: {verdict}; "
+          f"difference {100 * (ours - theirs):+.1f} points")
 
 
-def _report_latencies(medians, runs, repeats):
-    print(f"\nTFLite latency, one sample, 1 thread, median of {repeats} x p50 of {runs} invokes")
+def _report_latencies(p50s, runs, rounds):
+    print(f"\nTFLite latency, one sample, 1 thread (LiteRT, XNNPACK), p50 of {runs} invokes, {rounds} rounds of 2 "
+          "per variant; wall time")
     print(f"CPU: {cpu_description()}")
-    for label, by_variant in medians.items():
-        float_ms = by_variant["float32"]
-        ratios = ", ".join(f"{variant[5:]} {by_variant[variant] / float_ms:.2f}" for variant in _VARIANTS[1:])
-        print(f"int8/float32 latency: {label}: {ratios} (float32 {float_ms:.3f} ms)")
+    for label, by_variant in p50s.items():
+        print(f"{label}: float32 {statistics.median(by_variant['float32']) / 2:.3f} ms")
+        for variant in _VARIANTS[1:]:
+            print(_timing.ratio_line(f"{label}: {variant} ÷ float32 latency",
+                                     _timing.per_round(by_variant, variant, "float32")))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=None, help="rounds of training and of latency (21; quick: 5)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per fit per round (15; quick: 10)")
-    parser.add_argument("--runs", type=int, default=None, help="invokes per latency measurement (100; quick: 30)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of training and of latency (20; quick: 2)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per fit (45; quick: 10)")
+    parser.add_argument("--per-set", type=int, default=5, help="training rounds per set of new models")
+    parser.add_argument("--runs", type=int, default=None, help="invokes per latency measurement (100; quick: 20)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller inputs, for smoke tests")
     parser.add_argument("--tf-keras-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    repeats = args.repeats or (5 if args.quick else 21)
-    steps = args.steps or (10 if args.quick else 15)
-    runs = args.runs or (30 if args.quick else 100)
+    rounds = args.rounds or (2 if args.quick else 20)
+    steps = args.steps or (10 if args.quick else 45)
+    runs = args.runs or (20 if args.quick else 100)
+    note = _timing.one_thread()
     if args.tf_keras_worker:
-        _tf_keras_worker(steps)
+        _timing.serve(_step_rounds(True, steps, args.per_set))
         return
-    _report_steps(step_times(steps, repeats), steps, repeats)
-    _report_latencies(latencies(args.quick, runs, repeats), runs, repeats)
+    print(note)
+    print(_timing.CPU_NOTE)
+    _report_steps(step_times(steps, rounds, args.per_set), steps, rounds, args.per_set)
+    _report_latencies(latencies(args.quick, runs, rounds), runs, rounds)
 
 
 if __name__ == "__main__":

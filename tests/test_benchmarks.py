@@ -1,0 +1,45 @@
+"""Every benchmark runs with `--quick` and prints its ratios, each with its spread, so none of them can rot.
+
+Each runs in its own process: the quantization and pruning benchmarks start tf_keras workers (tfmot sets
+TF_USE_LEGACY_KERAS for its process), and each benchmark holds TensorFlow to one thread before its first op.
+"""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
+RATIO = r"\d+\.\d{3} \(spread \d+\.\d{3}-\d+\.\d{3} over \d+ rounds\)"
+CELL = r"\d+\.\d{3} \(\d+\.\d{3}-\d+\.\d{3}\)"
+# The ratio lines each benchmark must print (a regular expression per line).
+EXPECTED = {
+    "lr_callbacks": [rf"^LRScheduler ÷ plain: {RATIO}", rf"^OneCyclePolicy ÷ plain: {RATIO}",
+                     rf"^control ÷ plain: {RATIO}"],
+    "optimizers": [rf"^{re.escape(name)} +{CELL} +{CELL} +" for name in ("Adam", "RAdam", "Lookahead(Adam)",
+                                                                         "SharpnessAware + Adam", "Adam (control)")],
+    "pruning": [rf"^{side} {kind} ÷ plain step time: {RATIO}" for side in (r"tfopt \(Keras 3\)", r"tfmot \(tf_keras\)")
+                for kind in ("pruned", "control")],
+    "quantization": [rf"^{side} {kind} ÷ float step time: {RATIO}"
+                     for side in (r"tfopt \(Keras 3\)", r"tfmot \(tf_keras\)") for kind in ("QAT", "control")]
+    + [rf"^{model}.*: int8 {variant} ÷ float32 latency: {RATIO}"
+       for model in ("digits CNN", "MobileNet-style") for variant in ("PTQ", "QAT")],
+}
+
+
+def test_every_benchmark_is_checked():
+    scripts = {path.stem for path in BENCHMARKS.glob("*.py") if not path.stem.startswith("_")}
+    assert scripts == set(EXPECTED)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_benchmark_runs_quick(name):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TensorFlow held to 1 thread" in result.stdout
+    for pattern in EXPECTED[name]:
+        assert re.search(pattern, result.stdout, re.MULTILINE), f"{pattern!r} not in:\n{result.stdout}"
