@@ -23,19 +23,40 @@ class _Snapshot:
         _compat.set_learning_rate(self.model.optimizer, self.learning_rate)
 
 
+def _start_index(num_steps):
+    """The step whose smoothed loss stands for the loss before training: a tenth into the sweep (fastai skips the
+    same), so that it averages several batches taken at rates too small to train."""
+    return max(2, num_steps // 10)
+
+
+def _window(num_steps):
+    """How many of the last batch losses say where the loss is now (the smoothed loss lags the sweep)."""
+    return max(3, num_steps // 20)
+
+
+def _fall(start, loss):
+    """How far `loss` is under `start`, as a fraction of `start`."""
+    return (start - loss) / max(abs(start), 1e-12)
+
+
 class LRFinder(_compat.Callback):
     """Sweeps the learning rate exponentially over a few steps and records the loss at each rate.
 
     The LR range test: train from `start_lr` to `end_lr`, one rate per batch, and look for the rates at which the
-    loss falls fastest. The sweep stops early once the smoothed loss exceeds `stop_factor` times its best value.
-    When training ends, the model's weights, the optimizer's slots, step count and learning rate are put back
-    exactly as they were, so the test costs nothing but time. `find_lr` runs it in one call.
+    loss falls fastest. When training ends, the model's weights, the optimizer's slots, step count and learning
+    rate are put back exactly as they were, so the test costs nothing but time. `find_lr` runs it in one call.
 
     ```python
-    lr_i = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
-    avg_i = smoothing * avg_{i-1} + (1 - smoothing) * loss_i;  smoothed_i = avg_i / (1 - smoothing ** (i + 1))
-    stop when i == num_steps - 1, smoothed_i > stop_factor * min(smoothed) or loss_i is not finite
+    lr_i = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))      # set before batch i; `lrs` records the
+    avg_i = smoothing * avg_{i-1} + (1 - smoothing) * loss_i            # rate the optimizer actually ran with
+    smoothed_i = avg_i / (1 - smoothing ** (i + 1))
+    start = smoothed_{num_steps // 10};  fall(x) = (start - x) / |start|
+    stop when i == num_steps - 1, smoothed_i is not finite, smoothed_i > stop_factor * min(smoothed),
+        or (dead network) fall(min(smoothed)) >= min_fall and fall(mean of the last num_steps // 20 losses) < min_fall
     ```
+
+    The last rule catches a network whose ReLUs die at a large rate: it then predicts a constant, and its loss goes
+    back to about the starting loss and stays there instead of growing.
 
     Args:
         start_lr: the first rate, > 0. Defaults to 1e-7.
@@ -43,10 +64,12 @@ class LRFinder(_compat.Callback):
         num_steps: the number of batches in the sweep, >= 2. Defaults to 100.
         smoothing: the factor of the loss's exponential moving average, in [0, 1). Defaults to 0.98.
         stop_factor: the divergence threshold, > 1. Defaults to 4.
-        verbose: 1 prints where the sweep stopped and the suggestion. Defaults to 0.
+        min_fall: the smallest fall of the smoothed loss under the starting loss, as a fraction of it, that counts as
+            learning, in (0, 1). Without it `suggestion()` raises. Defaults to 0.05.
+        verbose: 1 prints where the sweep stopped and the suggestion (or why there is none). Defaults to 0.
 
     Attributes:
-        lrs, losses: the rates tried and the smoothed losses (lists of floats); `raw_losses`: unsmoothed.
+        lrs, losses: the rates the optimizer used and the smoothed losses (lists of floats); `raw_losses`: unsmoothed.
 
     Example:
         >>> import keras, numpy as np, tfopt
@@ -60,7 +83,8 @@ class LRFinder(_compat.Callback):
         Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
     """
 
-    def __init__(self, start_lr=1e-7, end_lr=10.0, num_steps=100, smoothing=0.98, stop_factor=4.0, verbose=0):
+    def __init__(self, start_lr=1e-7, end_lr=10.0, num_steps=100, smoothing=0.98, stop_factor=4.0, min_fall=0.05,
+                 verbose=0):
         super().__init__()
         self.start_lr = _checks.number("LRFinder", "start_lr", start_lr, low=0, closed="neither")
         self.end_lr = _checks.number("LRFinder", "end_lr", end_lr, low=0, closed="neither")
@@ -68,13 +92,15 @@ class LRFinder(_compat.Callback):
         self.num_steps = _checks.integer("LRFinder", "num_steps", num_steps, low=2)
         self.smoothing = _checks.fraction("LRFinder", "smoothing", smoothing)
         self.stop_factor = _checks.number("LRFinder", "stop_factor", stop_factor, low=1, closed="neither")
+        self.min_fall = _checks.number("LRFinder", "min_fall", min_fall, low=0, high=1, closed="neither")
         self.verbose = _checks.integer("LRFinder", "verbose", verbose, low=0)
         self.lrs, self.losses, self.raw_losses = [], [], []
         self._snapshot = None
+        self._set_rate = None
         self._average = 0.0
 
     def rate(self, step):
-        """The learning rate the sweep uses at `step` (0-based)."""
+        """The learning rate the sweep sets at `step` (0-based)."""
         return self.start_lr * (self.end_lr / self.start_lr) ** (step / (self.num_steps - 1))
 
     def on_train_begin(self, logs=None):
@@ -82,27 +108,56 @@ class LRFinder(_compat.Callback):
         self.lrs, self.losses, self.raw_losses = [], [], []
         self._average = 0.0
         self._snapshot = _Snapshot(self.model)
+        self._set_rate = _compat.learning_rate_setter(self.optimizer)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.reset_metrics()  # so the batch logs hold this batch's loss, not the epoch's running mean
-        _compat.set_learning_rate(self.optimizer, self.rate(len(self.lrs)))
+        self._set_rate(self.rate(len(self.lrs)))
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", math.nan))
         step = len(self.lrs)
         self._average = self.smoothing * self._average + (1 - self.smoothing) * loss
-        smoothed = self._average / (1 - self.smoothing ** (step + 1))
-        self.lrs.append(self.rate(step))
+        self.lrs.append(_compat.learning_rate(self.optimizer))  # the rate this step ran with, whoever set it
         self.raw_losses.append(loss)
-        self.losses.append(smoothed)
-        diverged = not math.isfinite(smoothed) or smoothed > self.stop_factor * min(self.losses)
-        if diverged or step + 1 >= self.num_steps:
+        self.losses.append(self._average / (1 - self.smoothing ** (step + 1)))
+        if self.diverged() or step + 1 >= self.num_steps:
             self.model.stop_training = True
+
+    def diverged(self):
+        """Whether the losses recorded so far show divergence (the stop rules above)."""
+        smoothed = self.losses[-1]
+        if not math.isfinite(smoothed) or smoothed > self.stop_factor * min(self.losses):
+            return True
+        return self._fall_undone()
+
+    def _fall_undone(self):
+        """A real fall, then the last batches' mean loss back within `min_fall` of the start (a dead network).
+
+        The fall must also stand out of the batch-to-batch noise (estimated from successive differences, robust to
+        jumps): three standard errors of a mean of `window` batch losses, so a noisy sweep is not stopped by chance.
+        """
+        start, window = _start_index(self.num_steps), _window(self.num_steps)
+        if len(self.losses) <= max(start, window):
+            return False
+        reference = self.losses[start]
+        differences = np.diff(self.raw_losses)
+        noise = 1.4826 * np.median(np.abs(differences - np.median(differences))) / math.sqrt(2)
+        needed = max(self.min_fall, 3 * noise / math.sqrt(window) / max(abs(reference), 1e-12))
+        fallen = _fall(reference, min(self.losses[start:])) >= needed
+        return fallen and _fall(reference, float(np.mean(self.raw_losses[-window:]))) < self.min_fall
 
     def on_train_end(self, logs=None):
         self.restore()
         if self.verbose and self.lrs:
-            print(f"LRFinder: swept {len(self.lrs)} rates up to {self.lrs[-1]:.3g}; suggestion {self.suggestion():.3g}")
+            print(f"LRFinder: swept {len(self.lrs)} rates from {self.lrs[0]:.3g} to {self.lrs[-1]:.3g}; "
+                  + self._suggestion_text())
+
+    def _suggestion_text(self):
+        try:
+            return f"suggestion {self.suggestion():.3g}"
+        except ValueError as error:
+            return str(error).removeprefix("LRFinder: ")
 
     def restore(self):
         """Puts the weights, optimizer state and learning rate back as they were before the sweep."""
@@ -110,43 +165,74 @@ class LRFinder(_compat.Callback):
             self._snapshot.restore()
             self._snapshot = None
 
-    def suggestion(self):
-        """A learning rate to train with: where the smoothed loss falls fastest against log lr, but at most a
-        tenth of the rate of lowest loss (the smoothed loss lags behind, so the steepest point alone can sit next
-        to divergence)."""
+    def _curve(self):
+        """The rates and smoothed losses up to the first non-finite loss, and the index of the starting loss."""
         losses = np.asarray(self.losses, dtype="float64")
-        finite = np.isfinite(losses)
-        if finite.sum() < 3:
+        finite = int(np.isfinite(losses).sum())
+        if finite < 3:
             raise ValueError(
-                f"LRFinder: the sweep recorded {int(finite.sum())} finite losses; at least 3 are needed for a "
-                "suggestion. Run it with more steps or a smaller `start_lr`."
+                f"LRFinder: the sweep recorded {finite} finite losses; at least 3 are needed for a suggestion. "
+                "Run it with more steps or a smaller `start_lr`."
             )
-        lrs = np.asarray(self.lrs)[finite]
-        losses = losses[finite]
-        lowest = int(np.argmin(losses))
-        usable = max(lowest + 1, 3)
-        slopes = np.gradient(losses[:usable], np.log(lrs[:usable]))
-        return float(min(lrs[int(np.argmin(slopes))], lrs[lowest] / 10))
+        end = int(np.argmin(np.isfinite(losses))) if finite < len(losses) else len(losses)
+        return np.asarray(self.lrs[:end], dtype="float64"), losses[:end], min(_start_index(self.num_steps), end - 2)
+
+    def _check_fall(self, lrs, losses, start):
+        fall = _fall(losses[start], losses[start:].min())
+        if fall < self.min_fall:
+            raise ValueError(
+                f"LRFinder: no suggestion: from {lrs[0]:.3g} to {lrs[-1]:.3g} the smoothed loss fell "
+                f"{max(fall, 0):.1%} under its starting value {losses[start]:.4g}, less than `min_fall`="
+                f"{self.min_fall:.0%}, so the model did not learn within the sweep. Try more steps (`num_steps`), a "
+                "wider range (`start_lr`, `end_lr`), or check the model and its data: a deep network without "
+                "normalization may need more steps or another optimizer to start learning."
+            )
+
+    def suggestion(self):
+        """A learning rate to train with: a tenth of the rate at the lowest smoothed loss (see the class docstring),
+        never the sweep's first rate.
+
+        Raises:
+            ValueError: if the smoothed loss never fell `min_fall` under its starting value, or fell from the very
+                start of the sweep (then no rate of the sweep is known to be safe).
+        """
+        lrs, losses, start = self._curve()
+        end = max(start + 2, len(losses) - _window(self.num_steps))  # the last few points lag past divergence
+        self._check_fall(lrs[:end], losses[:end], start)
+        rate = lrs[start + int(np.argmin(losses[start:end]))] / 10
+        if rate < lrs[start]:
+            raise ValueError(
+                f"LRFinder: no suggestion: the loss was lowest at {rate * 10:.3g}, less than ten times the rates where "
+                f"the sweep began ({lrs[0]:.3g}), so no rate it tried is known to be safe. Start the sweep lower "
+                "(`start_lr`)."
+            )
+        return float(rate)
 
     def plot(self, path):
-        """Writes a PNG of smoothed loss against learning rate (log scale), marking the suggestion. Returns path."""
+        """Writes a PNG of smoothed loss against learning rate (log scale), marking the suggestion if there is one
+        (else the reason there is none). Returns path."""
         figure, axes = _plotting.new_figure()
         axes.plot(self.lrs, self.losses)
         axes.set_xscale("log")
         axes.set_xlabel("learning rate")
         axes.set_ylabel("smoothed loss")
-        suggestion = self.suggestion()
-        axes.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggestion {suggestion:.2g}")
-        axes.legend()
+        try:
+            suggestion = self.suggestion()
+        except ValueError:
+            axes.set_title("no suggestion: the loss did not fall (see `suggestion()`)", fontsize="medium")
+        else:
+            axes.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggestion {suggestion:.2g}")
+            axes.legend()
         return _plotting.save_png(figure, path)
 
 
 def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0, num_steps=100, smoothing=0.98,
-            stop_factor=4.0, verbose=0):
+            stop_factor=4.0, min_fall=0.05, verbose=0):
     """Runs the LR range test on a compiled model and returns the `LRFinder` with its results.
 
-    `x`, `y` and `batch_size` are as for `model.fit` (`x` may be a `tf.data.Dataset` of batches). The model's
-    weights and optimizer state are exactly as before when it returns, even if training raises.
+    `x`, `y` and `batch_size` are as for `model.fit` (`x` may be a `tf.data.Dataset` of batches); the other
+    arguments are `LRFinder`'s. The model's weights and optimizer state are exactly as before when it returns, even
+    if training raises.
 
     Example:
         >>> import keras, numpy as np, tfopt
@@ -156,7 +242,7 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0, num_ste
         >>> len(finder.lrs) <= 20
         True
     """
-    finder = LRFinder(start_lr, end_lr, num_steps, smoothing, stop_factor, verbose)
+    finder = LRFinder(start_lr, end_lr, num_steps, smoothing, stop_factor, min_fall, verbose)
     if getattr(model, "optimizer", None) is None:
         raise ValueError("find_lr: the model must be compiled (`model.compile(optimizer=..., loss=...)`) first.")
     if hasattr(x, "cardinality"):
