@@ -214,6 +214,28 @@ def table(results):
     return "\n".join(lines)
 
 
+def summary(results):
+    """Per rule over every model and optimizer: runs with a suggestion, failed runs, mean accuracy."""
+    lines = ["| rule | suggestions | failed (< 50%) | mean accuracy |", "|---|---|---|---|"]
+    for rule in RULES:
+        runs = [run for rows in results.values() for run in rows[rule] if run[0] is not None]
+        failed = sum(accuracy < FAILED_BELOW for _, accuracy in runs)
+        mean = statistics.mean(accuracy for _, accuracy in runs) if runs else float("nan")
+        total = sum(len(rows[rule]) for rows in results.values())
+        lines.append(f"| {rule} | {len(runs)}/{total} | {failed} | {mean:.3f} |")
+    return "\n".join(lines)
+
+
+CHOICE = """\
+tfopt ships fastai's minimum/10 behind the no-fall check: wherever it suggests a rate, no run failed and its mean
+accuracy is within a point of the best rule's on every model; three times its rate never failed either, so it sits
+well before the edge of divergence. valley fails only where minimum/10 does (the plain CNN with SGD) but trains
+worse in 5 epochs (its rates are 10-40x lower); steep and
+tfopt 0.1.0's rule fail (steep jumps to a noisy slope at large rates; 0.1.0 returned the sweep's first rate). On the
+plain CNN the loss does not fall within the default sweep, and tfopt raises rather than guess: with SGD every rule's
+guess failed; with Adam minimum/10's guess trained to ~84% (a longer sweep, `num_steps=300`, shows a real fall)."""
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds per model and optimizer")
@@ -238,6 +260,7 @@ def main(argv=None):
     print(f"Each cell: median suggested rate (min-max), runs under {FAILED_BELOW:.0%} test accuracy, mean test "
           "accuracy; 'no fall': seeds where the rule gave no suggestion because the loss did not fall.\n")
     print(table(results))
+    print("\n" + summary(results) + "\n\n" + CHOICE)
 
 
 if __name__ == "__main__":

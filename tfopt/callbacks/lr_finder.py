@@ -56,7 +56,25 @@ class LRFinder(_compat.Callback):
     ```
 
     The last rule catches a network whose ReLUs die at a large rate: it then predicts a constant, and its loss goes
-    back to about the starting loss and stays there instead of growing.
+    back to about the starting loss and stays there instead of growing. (The fall must also exceed the batch noise.)
+
+    `suggestion()` is fastai's "minimum" rule behind a check that the model learned at all:
+
+    ```python
+    end = len(smoothed) - num_steps // 20         # the last points lag past divergence (fastai drops 5 of 100)
+    if fall(min(smoothed[start:end])) < min_fall: raise ValueError  # "no suggestion ... try num_steps, ..."
+    suggestion = lrs[argmin(smoothed[start:end])] / 10     # >= lrs[start], so never the sweep's first rate
+    ```
+
+    The smoothed loss lags the sweep by tens of steps (about two decades of rate in the default sweep), so its
+    minimum lies past the edge of divergence; a tenth of its rate falls well before. tools/lr_suggestion_study.py chose
+    this rule over fastai's valley and steep and tfopt 0.1.0's (steepest point, at most a tenth of the minimum) on
+    digits: 10 seeds of a plain CNN, a small CNN (Conv2D 16 + Dense) and a BatchNorm CNN, each with SGD(momentum=0.9)
+    and Adam, trained 5 epochs with `OneCyclePolicy(max_lr=suggestion)`. It failed (< 50% test accuracy) in none of
+    its 40 suggestions (mean accuracy 0.95-0.99 per model, within a point of the best rule), and neither did three
+    times its rate; valley trained 2-8 points worse, steep failed 18 of 60 runs, 0.1.0's rule 35 of 60. On the plain
+    CNN the loss did not fall over the default sweep on any seed, so it raises there (every rule's guess failed with
+    SGD).
 
     Args:
         start_lr: the first rate, > 0. Defaults to 1e-7.
