@@ -75,7 +75,8 @@ def test_accepts_python_and_tensor_steps():
 @pytest.mark.parametrize(
     "arguments, error, message",
     [
-        (dict(after="fast"), TypeError, "WarmUp: argument `after` must be a number or a LearningRateSchedule. Received: after='fast'"),
+        (dict(after="fast"), TypeError,
+         "WarmUp: argument `after` must be a number or a LearningRateSchedule. Received: after='fast'"),
         (dict(after=0.0), ValueError, "WarmUp: argument `after` must be > 0. Received: after=0.0"),
         (dict(warmup_steps=0), ValueError, "WarmUp: argument `warmup_steps` must be >= 1. Received: warmup_steps=0"),
         (dict(warmup_steps=10.0), TypeError,
