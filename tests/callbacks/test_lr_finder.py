@@ -294,6 +294,7 @@ def test_the_suggestion_trains_a_small_cnn(digits):
         train = _digits_batches(digits, seed)
         rate = find_lr(model, train).suggestion()
         epochs, steps = 5, math.ceil(len(digits.x_train) / 32)
-        model.fit(train, epochs=epochs, verbose=0, callbacks=[OneCyclePolicy(max_lr=rate, total_steps=epochs * steps)])
+        model.fit(train, epochs=epochs, verbose=0, shuffle=False,
+                  callbacks=[OneCyclePolicy(max_lr=rate, total_steps=epochs * steps)])
         accuracies.append(model.evaluate(digits.x_test, digits.y_test, batch_size=256, verbose=0)[1])
     assert np.mean(accuracies) > 0.9 and min(accuracies) > 0.5, accuracies  # chance: 0.1
