@@ -46,13 +46,18 @@ def cpu_seconds(run):
     return time.process_time() - start
 
 
+def rotated(names, shift):
+    """`names` as a list rotated left by `shift`."""
+    names = list(names)
+    shift %= len(names)
+    return names[shift:] + names[:shift]
+
+
 def round_order(names, round_index):
     """Each name twice, never twice in a row (a model that has just run runs faster): A B C A B C, then rotated
     by one each round (B C A B C A, ...) so that every variant takes every place."""
     names = list(names)
-    shift = round_index % len(names) if len(names) > 2 else 0
-    names = names[shift:] + names[:shift]
-    return names + names
+    return 2 * rotated(names, round_index if len(names) > 2 else 0)
 
 
 def interleaved_round(runs, round_index, measure=cpu_seconds):
@@ -69,18 +74,30 @@ def interleaved_round(runs, round_index, measure=cpu_seconds):
     return totals
 
 
-class Rounds:
-    """Interleaved rounds over variants built by `build()` ({name: run}), with new instances every `per_set` rounds
-    so that no instance's own speed decides a ratio."""
+def warmed(run):
+    """`run` after two untimed calls: the first traces, the second warms up."""
+    run()
+    run()
+    return run
 
-    def __init__(self, build, per_set, measure=cpu_seconds):
-        self.build, self.per_set, self.measure = build, per_set, measure
+
+class Rounds:
+    """Interleaved rounds over the variants that `makers` ({name: make() -> run}) make, all made anew every
+    `per_set` rounds so that no instance's own speed decides a ratio, each time in an order rotated by one (the
+    first model made after the previous ones are let go tends to run a few percent slower)."""
+
+    def __init__(self, makers, per_set, measure=cpu_seconds):
+        self.makers, self.per_set, self.measure = makers, per_set, measure
         self.done, self.runs = 0, None
+
+    def _make(self):
+        made = {name: self.makers[name]() for name in rotated(self.makers, self.done // self.per_set)}
+        return {name: made[name] for name in self.makers}
 
     def __call__(self):
         if self.done % self.per_set == 0:
-            self.runs = None  # let the previous instances go before building new ones
-            self.runs = self.build()
+            self.runs = None  # let the previous instances go before making new ones
+            self.runs = self._make()
         self.done += 1
         return interleaved_round(self.runs, self.done - 1, self.measure)
 

@@ -11,7 +11,7 @@ Goal: LRScheduler ÷ plain <= 1.05.
 Runtime on 2 shared cores: ~2 min (`--quick`: ~15 s).
 
 Example:
-    python benchmarks/lr_callbacks.py --rounds 30
+    python benchmarks/lr_callbacks.py --rounds 32
 """
 
 import argparse
@@ -43,36 +43,31 @@ def _fit(model, kind, dataset, epochs, total_steps):
                              callbacks=_callbacks(kind, total_steps))
 
 
-def _builder(dataset, epochs):
-    """Builds one compiled, traced and warmed-up model per variant; returns {variant: fit}."""
+def _makers(dataset, epochs):
+    """{variant: make()}, each making a compiled, traced and warmed-up model and returning its fit."""
     total_steps = epochs * int(dataset.cardinality())
 
-    def build():
-        runs = {}
-        for kind in VARIANTS:
-            model = compile_for_digits(digits_cnn(), keras.optimizers.AdamW(1e-3))
-            runs[kind] = _fit(model, kind, dataset, epochs, total_steps)
-            runs[kind]()  # traces
-            runs[kind]()  # warms up
-        return runs
+    def maker(kind):
+        return lambda: _timing.warmed(
+            _fit(compile_for_digits(digits_cnn(), keras.optimizers.AdamW(1e-3)), kind, dataset, epochs, total_steps))
 
-    return build
+    return {kind: maker(kind) for kind in VARIANTS}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (30; quick: 3)")
-    parser.add_argument("--per-set", type=int, default=5, help="rounds per set of new models")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (3; quick: 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (32; quick: 4)")
+    parser.add_argument("--per-set", type=int, default=4, help="rounds per set of new models")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (2; quick: 1)")
     parser.add_argument("--quick", action="store_true", help="a few short rounds, to check that the script runs")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (3 if args.quick else 30)
-    epochs = args.epochs or (1 if args.quick else 3)
+    rounds = args.rounds or (4 if args.quick else 32)
+    epochs = args.epochs or (1 if args.quick else 2)
     print(_timing.one_thread())
     print(_timing.CPU_NOTE)
     split = load_digits_split()
     dataset = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(32).cache()
-    run_round = _timing.Rounds(_builder(dataset, epochs), args.per_set)
+    run_round = _timing.Rounds(_makers(dataset, epochs), args.per_set)
     times = _timing.collect([run_round() for _ in range(rounds)])
     steps = epochs * int(dataset.cardinality())
     plain = statistics.median(times["plain"]) / 2

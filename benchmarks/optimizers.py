@@ -64,25 +64,22 @@ def _compiled(name, build):
     return compile_for_digits(model, OPTIMIZERS[name]())
 
 
-def _builder(names, build, dataset, steps):
-    """Builds, traces and warms up one model per optimizer of `names` and the control; returns {name: fit}."""
+def _makers(names, build, dataset, steps):
+    """{name: make()} for each optimizer of `names` and the control, making a traced and warmed-up model's fit."""
 
-    def build_all():
-        runs = {}
-        for name in [*names, CONTROL]:
+    def maker(name):
+        def make():
             model = _compiled(name if name != CONTROL else "Adam", build)
-            runs[name] = functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
-                                           shuffle=False)
-            runs[name]()  # traces
-            runs[name]()  # warms up
-        return runs
+            return _timing.warmed(functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                                                    shuffle=False))
+        return make
 
-    return build_all
+    return {name: maker(name) for name in [*names, CONTROL]}
 
 
 def step_ratios(names, build, dataset, steps, rounds, per_set):
     """({name: [per-round ratio to Adam]}, Adam's median CPU seconds per step)."""
-    run_round = _timing.Rounds(_builder(names, build, dataset, steps), per_set)
+    run_round = _timing.Rounds(_makers(names, build, dataset, steps), per_set)
     times = _timing.collect([run_round() for _ in range(rounds)])
     ratios = {name: _timing.per_round(times, name, "Adam") for name in times}
     return ratios, statistics.median(times["Adam"]) / (2 * steps)

@@ -12,7 +12,7 @@ Goal: tfopt's overhead no larger than tfmot's.
 Runtime on 2 shared cores: ~3 min (`--quick`: ~40 s).
 
 Example:
-    python benchmarks/pruning.py --rounds 20
+    python benchmarks/pruning.py --rounds 21
 """
 
 import argparse
@@ -26,15 +26,15 @@ SIDES = ("tfopt (Keras 3)", "tfmot (tf_keras)")
 
 
 def _keras3_models():
-    """(keras, {"plain", "pruned", "control"}, the pruned model's callbacks) for tfopt's pruning on Keras 3."""
+    """(keras, {"plain", "pruned", "control": make()}, the pruned model's callbacks) for tfopt on Keras 3."""
     import keras
 
     import tfopt
     from tfopt.demo.model import digits_cnn
 
     schedule = tfopt.prune.ConstantSparsity(0.8, begin_step=0, frequency=10)
-    models = {"plain": digits_cnn(), "pruned": tfopt.prune.prune_low_magnitude(digits_cnn(), schedule),
-              "control": digits_cnn()}
+    models = {"plain": digits_cnn, "pruned": lambda: tfopt.prune.prune_low_magnitude(digits_cnn(), schedule),
+              "control": digits_cnn}
     return keras, models, [tfopt.prune.UpdatePruningStep()]
 
 
@@ -46,10 +46,14 @@ def _tf_keras_models():
     import tfopt
     from tfopt.demo.model import digits_cnn
 
-    schedule = tfmot.sparsity.keras.ConstantSparsity(0.8, begin_step=0, frequency=10)
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(tfopt.compat.to_tf_keras(digits_cnn()), pruning_schedule=schedule)
-    models = {"plain": tfopt.compat.to_tf_keras(digits_cnn()), "pruned": pruned,
-              "control": tfopt.compat.to_tf_keras(digits_cnn())}
+    def plain():
+        return tfopt.compat.to_tf_keras(digits_cnn())
+
+    def pruned():
+        schedule = tfmot.sparsity.keras.ConstantSparsity(0.8, begin_step=0, frequency=10)
+        return tfmot.sparsity.keras.prune_low_magnitude(plain(), pruning_schedule=schedule)
+
+    models = {"plain": plain, "pruned": pruned, "control": plain}
     return tf_keras, models, [tfmot.sparsity.keras.UpdatePruningStep()]
 
 
@@ -62,19 +66,18 @@ def _rounds(legacy, steps, per_set):
     split = load_digits_split()
     dataset = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(32).repeat()
 
-    def build():
-        keras_module, models, callbacks = (_tf_keras_models if legacy else _keras3_models)()
-        runs = {}
-        for name, model in models.items():
+    keras_module, models, callbacks = (_tf_keras_models if legacy else _keras3_models)()
+
+    def maker(name):
+        def make():
+            model = models[name]()
             model.compile(keras_module.optimizers.Adam(1e-3),
                           keras_module.losses.SparseCategoricalCrossentropy(from_logits=True))
-            runs[name] = functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
-                                           callbacks=callbacks if name == "pruned" else [])
-            runs[name]()  # traces
-            runs[name]()  # warms up
-        return runs
+            return _timing.warmed(functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                                                    callbacks=callbacks if name == "pruned" else []))
+        return make
 
-    return _timing.Rounds(build, per_set)
+    return _timing.Rounds({name: maker(name) for name in models}, per_set)
 
 
 def measure(steps, rounds, per_set):
@@ -102,13 +105,13 @@ def report(times, steps, rounds, per_set):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=None, help="rounds per side (20; quick: 3)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per side (21; quick: 3)")
     parser.add_argument("--steps", type=int, default=None, help="steps per fit (45; quick: 20)")
     parser.add_argument("--per-set", type=int, default=5, help="rounds per set of new models")
     parser.add_argument("--quick", action="store_true", help="a few short rounds, to check that the script runs")
     parser.add_argument("--tf-keras-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    rounds = args.rounds or (3 if args.quick else 20)
+    rounds = args.rounds or (3 if args.quick else 21)
     steps = args.steps or (20 if args.quick else 45)
     note = _timing.one_thread()
     if args.tf_keras_worker:

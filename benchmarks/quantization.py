@@ -18,7 +18,7 @@ Every ratio is printed as its median over the rounds and its spread (min-max).
 Runtime on 2 CPU cores shared with other jobs: ~4 min (`--quick`: ~1 min).
 
 Example:
-    python benchmarks/quantization.py --rounds 20
+    python benchmarks/quantization.py --rounds 21
     python benchmarks/quantization.py --quick
 """
 
@@ -39,7 +39,7 @@ _VARIANTS = ("float32", "int8 PTQ", "int8 QAT")
 
 
 def _step_models(legacy):
-    """(keras module, {"float", "QAT", "control"}): the digits CNN as it is, as a QAT copy and once more as it is."""
+    """(keras module, {"float", "QAT", "control": make()}): the digits CNN, its QAT copy and the CNN once more."""
     import tfopt
     from tfopt.demo.model import digits_cnn
 
@@ -52,7 +52,7 @@ def _step_models(legacy):
         import keras as keras_module
 
         build = digits_cnn
-    return keras_module, {"float": build(), "QAT": tfopt.quantize.quantize_model(build()), "control": build()}
+    return keras_module, {"float": build, "QAT": lambda: tfopt.quantize.quantize_model(build()), "control": build}
 
 
 def _step_rounds(legacy, steps, per_set):
@@ -64,19 +64,18 @@ def _step_rounds(legacy, steps, per_set):
     split = load_digits_split()
     dataset = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(BATCH_SIZE).repeat()
 
-    def build():
-        keras_module, models = _step_models(legacy)
-        runs = {}
-        for name, model in models.items():
+    keras_module, models = _step_models(legacy)
+
+    def maker(name):
+        def make():
+            model = models[name]()
             model.compile(keras_module.optimizers.Adam(1e-3),
                           keras_module.losses.SparseCategoricalCrossentropy(from_logits=True))
-            runs[name] = functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
-                                           shuffle=False)
-            runs[name]()  # traces
-            runs[name]()  # warms up
-        return runs
+            return _timing.warmed(functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                                                    shuffle=False))
+        return make
 
-    return _timing.Rounds(build, per_set)
+    return _timing.Rounds({name: maker(name) for name in models}, per_set)
 
 
 def step_times(steps, rounds, per_set):
@@ -208,14 +207,14 @@ def _report_latencies(p50s, runs, rounds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of training and of latency (20; quick: 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of training and of latency (21; quick: 2)")
     parser.add_argument("--steps", type=int, default=None, help="steps per fit (45; quick: 10)")
     parser.add_argument("--per-set", type=int, default=5, help="training rounds per set of new models")
     parser.add_argument("--runs", type=int, default=None, help="invokes per latency measurement (100; quick: 20)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller inputs, for smoke tests")
     parser.add_argument("--tf-keras-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 20)
+    rounds = args.rounds or (2 if args.quick else 21)
     steps = args.steps or (10 if args.quick else 45)
     runs = args.runs or (20 if args.quick else 100)
     note = _timing.one_thread()
