@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from references import numpy_asymmetric, numpy_symmetric
 
-from tfopt.quantize import QuantizeConvolution, QuantizeOutputs
+from tfopt.quantize import QuantizeConvolution, QuantizeOutputs, quantize_model
 
 L = keras.layers
 CASES = {  # layer factory, input shape, per-channel axis of the kernel (None: per tensor)
@@ -123,3 +123,15 @@ def test_errors_name_the_argument():
         QuantizeConvolution(L.Conv2D(4, 3), L.BatchNormalization(axis=1))(np.zeros((1, 5, 5, 4), "float32"))
     with pytest.raises(ValueError, match=r"argument `scheme` must be one of 'int8', '16x8'. Received: scheme='int4'"):
         QuantizeConvolution(L.Dense(3), scheme="int4")
+    with pytest.raises(ValueError, match=r"QuantizeConvolution: argument `activation` must be None or the name of a "
+                                         r"Keras activation .*Received: activation='relu7'"):
+        QuantizeConvolution(L.Dense(3), activation="relu7")
+    with pytest.raises(TypeError, match=r"QuantizeConvolution: argument `preserve_sparsity` must be True or False. "
+                                        r"Received: preserve_sparsity=1"):
+        QuantizeConvolution(L.Dense(3), preserve_sparsity=1)
+    with pytest.raises(TypeError, match=r"QuantizeOutputs: argument `layer` must be a Keras 3 layer. Received: "
+                                        r"layer='relu'"):
+        QuantizeOutputs("relu")
+    with pytest.raises(TypeError, match=r"quantize_model: argument `preserve_sparsity` must be True or False. "
+                                        r"Received: preserve_sparsity='yes'"):
+        quantize_model(keras.Sequential([keras.Input((2,)), L.Dense(1)]), preserve_sparsity="yes")

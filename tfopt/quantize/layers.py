@@ -17,6 +17,16 @@ _ACTIVATIONS = {"linear": None, "relu": ops.relu, "relu6": ops.relu6}
 _OWNER = "QuantizeConvolution"
 
 
+def _is_activation_name(name):
+    if not isinstance(name, str):
+        return False
+    try:
+        keras.activations.get(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _per_channel_axis(layer):
     """The kernel axis of the output channels (None: Dense is quantized per tensor; TFLite needs it so)."""
     if isinstance(layer, keras.layers.Dense):
@@ -79,8 +89,10 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
             _checks.instance(_OWNER, "batch_norm", batch_norm, keras.layers.BatchNormalization, "a BatchNormalization")
         self.batch_norm = batch_norm
         self.activation = activation or keras.activations.serialize(layer.activation)
+        _checks.satisfies(_OWNER, "activation", activation, _is_activation_name(self.activation),
+                          'None or the name of a Keras activation ("relu", "relu6", "linear", ...)')
         self.scheme = scheme
-        self.preserve_sparsity = preserve_sparsity
+        self.preserve_sparsity = _checks.boolean(_OWNER, "preserve_sparsity", preserve_sparsity)
         scheme_spec = schemes.get(_OWNER, scheme)
         self._weight_bits = scheme_spec.weight_bits
         self._fused = self.activation in FUSABLE_ACTIVATIONS or self.activation == "linear"
@@ -182,6 +194,7 @@ class QuantizeOutputs(QuantizationAware, keras.layers.Wrapper):
     """
 
     def __init__(self, layer, scheme="int8", **kwargs):
+        _checks.instance("QuantizeOutputs", "layer", layer, keras.layers.Layer, "a Keras 3 layer")
         kwargs.setdefault("name", f"quantize_{layer.name}")
         super().__init__(layer, **kwargs)
         self.scheme = scheme

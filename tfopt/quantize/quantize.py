@@ -179,7 +179,7 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
     """
     scheme_spec = schemes.get(_OWNER, scheme)
     skip = _check_skip(skip)
-    _checks.instance(_OWNER, "preserve_sparsity", preserve_sparsity, bool, "True or False")
+    _checks.boolean(_OWNER, "preserve_sparsity", preserve_sparsity)
     if _compat.is_legacy(model):
         from tfopt.quantize import tfmot as _tfmot
 
