@@ -8,4 +8,4 @@ Example:
 
 __version__ = "0.1.0"
 
-from tfopt import callbacks, compat, export, models, optimizers, prune, quantize, schedules  # noqa: E402,F401
+from tfopt import callbacks, compat, distill, export, models, optimizers, prune, quantize, schedules  # noqa: E402,F401

@@ -144,6 +144,50 @@ def rewire(functional, call_function):
     return keras.models.clone_model(functional, clone_function=lambda layer: layer, call_function=call_function)
 
 
+def layer_names(model):
+    """The names of every layer of `model` but its inputs, nested models and their layers included (what `tap`
+    can reach)."""
+    return [layer.name for layer in list(layers(model, containers=True))[1:]
+            if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def tap(owner, argument, model, names):
+    """A Functional model over `model`'s own layers (so its weights) returning `[model's output, *features]`, the
+    features being the outputs of the layers called `names`, nested models' layers included.
+
+    Raises a ValueError naming `owner`'s `argument` for an unknown layer, and a TypeError for a model that is not
+    Sequential or Functional (a subclassed model has no layer graph to tap).
+
+    Example:
+        >>> import keras
+        >>> from tfopt import _surgery
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden"), keras.layers.Dense(2)])
+        >>> [tuple(t.shape) for t in _surgery.tap("Distiller", "student_layers", model, ["hidden"]).outputs]
+        [(None, 2), (None, 4)]
+    """
+    check_copyable(owner, model)
+    known = layer_names(model)
+    unknown = [name for name in names if name not in known]
+    _checks.satisfies(owner, argument, list(names), not unknown,
+                      f"names of layers of '{model.name}' ({', '.join(known)}); unknown: {unknown}")
+    features = {}
+
+    def call(layer, *args, **kwargs):
+        inside = [name for name in names if graph_kind(layer) and name in layer_names(layer)]
+        if inside:
+            output, *tapped = tap(owner, argument, layer, inside)(*args, **kwargs)
+            features.update(zip(inside, tapped))
+        else:
+            output = layer(*args, **kwargs)
+        if layer.name in names:
+            features[layer.name] = output
+        return output
+
+    rewired = rewire(as_functional(model), call)
+    return keras.Model(rewired.inputs, [rewired.outputs[0], *[features[name] for name in names]],
+                       name=f"{model.name}_features")
+
+
 @dataclasses.dataclass
 class Graph:
     """Who feeds whom in a Functional model.
