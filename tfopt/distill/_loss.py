@@ -1,5 +1,6 @@
 """The base of tfopt's distillation losses: the contract the `Distiller` relies on, and the helpers they share."""
 
+import numbers
 import re
 
 import keras
@@ -82,13 +83,13 @@ def single(outputs, layers):
 def shape_list(shapes):
     """A list of shapes (tuples) from one shape or a list of shapes."""
     def is_dim(d):
-        return d is None or isinstance(d, int)
+        return d is None or isinstance(d, numbers.Integral)
 
     if isinstance(shapes, (list, tuple)) and all(is_dim(d) for d in shapes):
-        return [tuple(shapes)]
+        return [tuple(None if d is None else int(d) for d in shapes)]
     if hasattr(shapes, "as_list") or not isinstance(shapes, (list, tuple)):  # a TensorShape
         return [tuple(shapes)]
-    return [tuple(shape) for shape in shapes]
+    return [tuple(None if d is None else int(d) for d in shape) for shape in shapes]
 
 
 def safe_name(text):
