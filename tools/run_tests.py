@@ -1,8 +1,8 @@
 """Runs tfopt's tests in two pytest processes and prints one closing summary.
 
 1. Keras 3: every test outside tests/legacy, and the `Example:` blocks of tfopt's docstrings (doctests).
-2. tf_keras: tests/legacy and the doctests of the tfmot adapters, with TF_USE_LEGACY_KERAS=1 set before
-   TensorFlow is imported.
+2. tf_keras: tests/legacy and the doctests of the tf_keras modules (tfmot adapters, the legacy Distiller), with
+   TF_USE_LEGACY_KERAS=1 set before TensorFlow is imported.
 
 The summary line `tfopt: N passed, N failed, N skipped` adds both processes up; the exit code is non-zero if any
 test failed or a process failed to run. pytest's exit code 5 (no test collected) is a failure, since a wrong path or
@@ -64,11 +64,12 @@ def main(argv=None):
     def combine(base):
         return f"({base}) and ({args.marker})" if args.marker else base
 
-    tfmot_adapters = ["tfopt/prune/tfmot.py", "tfopt/quantize/tfmot.py"]  # their examples import tfmot
+    legacy_modules = ["tfopt/prune/tfmot.py", "tfopt/quantize/tfmot.py", "tfopt/distill/legacy.py"]  # tf_keras
     runs = [
-        _run("keras3", ["tests", "--ignore=tests/legacy", "tfopt", "--doctest-modules", "--ignore-glob=*/tfmot.py"],
+        _run("keras3", ["tests", "--ignore=tests/legacy", "tfopt", "--doctest-modules", "--ignore-glob=*/tfmot.py",
+                        "--ignore=tfopt/distill/legacy.py"],
              {}, combine("not legacy"), extra),
-        _run("tf_keras", ["tests/legacy", *tfmot_adapters, "--doctest-modules"], {"TF_USE_LEGACY_KERAS": "1"},
+        _run("tf_keras", ["tests/legacy", *legacy_modules, "--doctest-modules"], {"TF_USE_LEGACY_KERAS": "1"},
              args.marker, extra),
     ]
     verdicts = _verdicts(runs, _selected(args.marker, extra))

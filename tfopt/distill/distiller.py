@@ -1,43 +1,13 @@
 """`Distiller`: trains a student from a frozen teacher inside `fit`, with labels where there are some."""
 
 import keras
-import tensorflow as tf
-from keras import ops
 
-from tfopt import _checks, _surgery
-from tfopt.distill import labels as _labels
-from tfopt.distill._loss import DistillationLoss
-from tfopt.distill.cache import CACHED_INPUTS, CACHED_TEACHER, OUTPUT
-
-_OWNER = "Distiller"
-
-
-def _layers_wanted(losses, side):
-    """The layer names the losses read from the teacher or the student (side "teacher"/"student"), in order."""
-    names = []
-    for loss in losses:
-        names += [name for name in getattr(loss, f"{side}_layers") if name not in names]
-    return names
-
-
-def _check_losses(losses, weights):
-    losses = list(losses) if isinstance(losses, (list, tuple)) else [losses]
-    _checks.satisfies(_OWNER, "distillation_losses", losses, losses, "a distillation loss or a non-empty list of them")
-    for loss in losses:
-        _checks.instance(_OWNER, "distillation_losses", loss, DistillationLoss,
-                         "tfopt.distill losses (SoftTargets, DecoupledKD, HintDistillation, ...)")
-    names = [loss.name for loss in losses]
-    _checks.satisfies(_OWNER, "distillation_losses", names, len(set(names)) == len(names),
-                      "losses with distinct names (they name the logged `<name>_loss`)")
-    weights = [1.0] * len(losses) if weights is None else list(weights)
-    _checks.satisfies(_OWNER, "distillation_loss_weights", weights, len(weights) == len(losses),
-                      f"one weight per distillation loss ({len(losses)})")
-    weights = [_checks.number(_OWNER, "distillation_loss_weights", w, low=0, high=1) for w in weights]
-    return losses, weights
+from tfopt import _compat
+from tfopt.distill._steps import DistillationSteps
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class Distiller(keras.Model):
+class Distiller(DistillationSteps, keras.Model):
     """A model that trains `student` to match a frozen `teacher` and, where labels exist, the labels.
 
     Compile it with the student's task loss and metrics, and `fit` it on `(x, y)`; `distiller.student` is the
@@ -75,131 +45,25 @@ class Distiller(keras.Model):
     ['loss', 'soft_targets_loss', 'student_loss']
     """
 
+    _keras, _generation = keras, "Keras 3"
+
+    def __new__(cls, teacher=None, student=None, *args, **kwargs):
+        if _compat.is_legacy(teacher) or _compat.is_legacy(student):
+            from tfopt.distill import legacy
+
+            return legacy.distiller_class()(teacher, student, *args, **kwargs)
+        return super().__new__(cls, teacher, student, *args, **kwargs)
+
     def __init__(self, teacher, student, distillation_losses, distillation_loss_weights=None,
                  student_loss_weight=0.5, **kwargs):
         kwargs.setdefault("name", "distiller")
         super().__init__(**kwargs)
-        for argument, model in (("teacher", teacher), ("student", student)):
-            _checks.instance(_OWNER, argument, model, keras.Model, "a Keras 3 model")
-            _checks.satisfies(_OWNER, argument, model, model.built, "built (give it an `Input` or call it once)")
-        _checks.satisfies(_OWNER, "student", student, student is not teacher, "a model other than the teacher")
-        self.teacher, self.student = teacher, student
-        self.distillation_losses, self.distillation_loss_weights = _check_losses(distillation_losses,
-                                                                                 distillation_loss_weights)
-        self.student_loss_weight = _checks.number(_OWNER, "student_loss_weight", student_loss_weight, low=0, high=1)
-        self.teacher.trainable = False
-        self._teacher_layers = _layers_wanted(self.distillation_losses, "teacher")
-        self._student_layers = _layers_wanted(self.distillation_losses, "student")
-        self._teacher_tap = self._tap("teacher_layers", self.teacher, self._teacher_layers)
-        self._student_tap = self._tap("student_layers", self.student, self._student_layers)
-        self._build_losses()
-        self.loss_trackers = [keras.metrics.Mean(name="loss"), keras.metrics.Mean(name="student_loss")]
-        self.loss_trackers += [keras.metrics.Mean(name=f"{loss.name}_loss") for loss in self.distillation_losses]
-        self.built = True  # teacher, student and the losses' layers are built
-
-    @staticmethod
-    def _tap(argument, model, names):
-        return _surgery.tap(_OWNER, argument, model, names) if names else None
-
-    def _build_losses(self):
-        """Hands each loss the shapes it will see, so losses with weights (projections) create them now."""
-        teacher_shapes = self._shapes(self.teacher, self._teacher_tap, self._teacher_layers)
-        student_shapes = self._shapes(self.student, self._student_tap, self._student_layers)
-        for loss in self.distillation_losses:
-            loss.build(self._pick(loss.teacher_layers, teacher_shapes), self._pick(loss.student_layers, student_shapes))
-        self.projections = [layer for loss in self.distillation_losses for layer in loss.trainable_layers]
-
-    @staticmethod
-    def _shapes(model, tapped, names):
-        outputs = tapped.outputs if tapped is not None else [model.outputs[0]] if hasattr(model, "outputs") else None
-        if outputs is None:
-            return {OUTPUT: tuple(model.compute_output_shape(model.inputs[0].shape))}
-        return dict(zip([OUTPUT, *names], [tuple(tensor.shape) for tensor in outputs]))
-
-    @staticmethod
-    def _pick(layers, values):
-        """What a loss receives: the model's output for `layers == ()`, else the listed features in order."""
-        return values[OUTPUT] if not layers else [values[name] for name in layers]
-
-    def _run(self, model, tapped, names, inputs, training):
-        if tapped is None:
-            return {OUTPUT: model(inputs, training=training)}
-        return dict(zip([OUTPUT, *names], tapped(inputs, training=training)))
-
-    def _teacher_values(self, x):
-        if isinstance(x, dict) and CACHED_TEACHER in x:
-            cached = x[CACHED_TEACHER]
-            missing = [name for name in [OUTPUT, *self._teacher_layers] if name not in cached]
-            if missing:
-                raise ValueError(f"{_OWNER}: the cached teacher outputs lack {missing}: pass "
-                                 f"`layers={self._teacher_layers}` to `cache_teacher_outputs`.")
-            return cached
-        values = self._run(self.teacher, self._teacher_tap, self._teacher_layers, x, training=False)
-        return {name: ops.stop_gradient(value) for name, value in values.items()}
-
-    def call(self, inputs, training=None):
-        if isinstance(inputs, dict) and CACHED_INPUTS in inputs:
-            inputs = inputs[CACHED_INPUTS]
-        return self.student(inputs, training=training)
-
-    def _step_losses(self, x, y, sample_weight, training):
-        """(total, student output, the logged values) for one batch, scaled for summing across replicas."""
-        inputs = x[CACHED_INPUTS] if isinstance(x, dict) and CACHED_INPUTS in x else x
-        teacher = self._teacher_values(x)
-        student = self._run(self.student, self._student_tap, self._student_layers, inputs, training)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        task, labels = _labels.task_loss(self._task_loss(), y, student[OUTPUT], sample_weight)
-        step = self.optimizer.iterations if self.optimizer is not None else None
-        values = [loss.compute_loss(self._pick(loss.teacher_layers, teacher), self._pick(loss.student_layers, student),
-                                    y=labels, sample_weight=sample_weight, step=step)
-                  for loss in self.distillation_losses]
-        distill = sum(w * value for w, value in zip(self.distillation_loss_weights, values))
-        total = self.student_loss_weight * task + (1.0 - self.student_loss_weight) * distill / replicas
-        logged = [total * replicas, task * replicas, *values]
-        return total, student[OUTPUT], logged
-
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, **kwargs):
-        """Keras's `compile`, with `loss` the student's task loss; `metrics` are counted over the labeled samples
-        only (weighted by `sample_weight` too, as `weighted_metrics` are), never over the unlabeled ones."""
-        listed = [*(weighted_metrics or []), *(metrics or [])]
-        super().compile(optimizer=optimizer, loss=loss, weighted_metrics=listed or None, **kwargs)
+        self._set_up(teacher, student, distillation_losses, distillation_loss_weights, student_loss_weight)
 
     def compile_from_config(self, config):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.optimizer is not None and self.built:
             self.optimizer.build(self.trainable_variables)
-
-    def _task_loss(self):
-        if self.loss is None:
-            raise ValueError(f"{_OWNER}: compile it with the student's task loss, e.g. "
-                             "`distiller.compile(optimizer, loss='sparse_categorical_crossentropy')`.")
-        return keras.losses.get(self.loss)
-
-    def _metrics_for(self, x, y, y_pred, sample_weight, logged):
-        for tracker, value in zip(self.loss_trackers, logged):
-            tracker.update_state(value)
-        labeled_y, weight = _labels.for_metrics(y, sample_weight)
-        return self.compute_metrics(x, labeled_y, y_pred, sample_weight=weight)
-
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            total, y_pred, logged = self._step_losses(x, y, sample_weight, training=True)
-            scaled = self.optimizer.scale_loss(total)
-        variables = self.trainable_weights
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        return self._metrics_for(x, y, y_pred, sample_weight, logged)
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        _, y_pred, logged = self._step_losses(x, y, sample_weight, training=False)
-        return self._metrics_for(x, y, y_pred, sample_weight, logged)
-
-    @property
-    def metrics(self):
-        """The loss trackers and the compiled metrics (Keras's own `loss` tracker is replaced by the total's)."""
-        own = getattr(self, "loss_trackers", [])
-        return own + [metric for metric in super().metrics if metric.name != "loss" and metric not in own]
 
     def get_config(self):
         return {

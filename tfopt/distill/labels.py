@@ -46,7 +46,8 @@ def for_losses(y):
 
 
 def _per_sample(loss, y, y_pred):
-    values = loss.call(y, y_pred) if isinstance(loss, keras.losses.Loss) else loss(y, y_pred)
+    per_sample = isinstance(loss, keras.losses.Loss) or type(loss).__module__.startswith("tf_keras")
+    values = loss.call(y, y_pred) if per_sample and hasattr(loss, "call") else loss(y, y_pred)
     values = ops.cast(values, "float32")
     return ops.mean(ops.reshape(values, (ops.shape(values)[0], -1)), axis=1) if len(values.shape) > 1 else values
 

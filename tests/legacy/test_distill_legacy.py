@@ -1,0 +1,68 @@
+"""`tfopt.distill.Distiller` on tf_keras models (TF_USE_LEGACY_KERAS=1): SoftTargets and DecoupledKD, labels -1,
+a frozen teacher, and tfmot-pruned or tfmot-QAT students distilled in the same fit."""
+
+import numpy as np
+import pytest
+import tf_keras
+
+import tfopt
+from tfopt.distill import DecoupledKD, Distiller, HintDistillation, SoftTargets
+
+pytestmark = pytest.mark.legacy
+CE = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def mlp(width, seed):
+    tf_keras.utils.set_random_seed(seed)
+    return tf_keras.Sequential([tf_keras.Input((6,)), tf_keras.layers.Dense(width, activation="relu"),
+                                tf_keras.layers.Dense(3)])
+
+
+def data(n=64):
+    x = np.random.default_rng(0).normal(size=(n, 6)).astype("float32")
+    return x, np.argmax(x[:, :3], axis=1).astype("int32")
+
+
+def test_distils_tf_keras_models_with_unlabeled_samples():
+    teacher, student = mlp(32, 0), mlp(8, 1)
+    teacher_weights = [w.copy() for w in teacher.get_weights()]
+    distiller = Distiller(teacher, student, [SoftTargets(2.0), DecoupledKD()], [0.5, 0.5])
+    assert isinstance(distiller, tf_keras.Model)
+    distiller.compile(tf_keras.optimizers.Adam(1e-2), loss=CE, metrics=["accuracy"])
+    x, y = data()
+    y[::2] = -1
+    history = distiller.fit(x, y, epochs=3, verbose=0)
+    assert {"loss", "student_loss", "soft_targets_loss", "decoupled_kd_loss", "accuracy"} <= set(history.history)
+    assert min(history.history["soft_targets_loss"]) >= 0 and min(history.history["decoupled_kd_loss"]) >= 0
+    logs = distiller.evaluate(x, y, verbose=0, return_dict=True)
+    logits = student.predict(x, verbose=0)
+    labeled = y >= 0
+    assert logs["student_loss"] == pytest.approx(float(np.mean(CE.call(y[labeled], logits[labeled]))), rel=1e-5)
+    for before, after in zip(teacher_weights, teacher.get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_a_tfmot_pruned_student_is_distilled_and_pruned_in_one_fit():
+    schedule = tfopt.prune.ConstantSparsity(0.5, begin_step=0, frequency=1)
+    student = tfopt.prune.prune_low_magnitude(mlp(8, 1), schedule)
+    distiller = Distiller(mlp(32, 0), student, SoftTargets(2.0))
+    distiller.compile(tf_keras.optimizers.Adam(1e-2), loss=CE)
+    distiller.fit(*data(), epochs=2, verbose=0, callbacks=[tfopt.prune.UpdatePruningStep()])
+    stripped = tfopt.prune.strip_pruning(distiller.student)
+    assert [round(row.sparsity, 2) for row in tfopt.prune.sparsity(stripped)] == [0.5, 0.5]
+
+
+def test_a_tfmot_qat_student_exports_to_int8():
+    student = tfopt.quantize.quantize_model(mlp(8, 1))
+    distiller = Distiller(mlp(32, 0), student, DecoupledKD())
+    distiller.compile(tf_keras.optimizers.Adam(1e-2), loss=CE)
+    distiller.fit(*data(), epochs=1, verbose=0)
+    summary = tfopt.export.inspect(tfopt.export.to_tflite(distiller.student, "int8"))
+    assert all(op.outputs == ("int8",) for op in summary.ops_of("FULLY_CONNECTED"))
+
+
+def test_feature_losses_name_what_tf_keras_models_support():
+    with pytest.raises(ValueError, match=r"Distiller: argument `teacher_layers` must be empty for tf_keras models"):
+        Distiller(mlp(32, 0), mlp(8, 1), HintDistillation("dense", "dense_1"))
+    with pytest.raises(TypeError, match=r"Distiller: argument `student` must be a tf_keras model"):
+        Distiller(mlp(32, 0), "student.keras", SoftTargets())
