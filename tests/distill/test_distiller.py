@@ -241,3 +241,13 @@ def test_a_hint_projection_trains_with_the_student_and_stays_out_of_it(tmp_path)
     model.save(tmp_path / "hint.keras")
     loaded = keras.saving.load_model(tmp_path / "hint.keras")
     np.testing.assert_array_equal(np.asarray(loaded.projections[0].kernel), np.asarray(projection.kernel))
+
+
+@pytest.mark.parametrize("loss", [SoftTargets(), tfopt.distill.DecoupledKD()], ids=["SoftTargets", "DecoupledKD"])
+def test_outputs_that_cannot_be_matched_are_named(loss):
+    keras.utils.set_random_seed(0)
+    five_classes = keras.Sequential([keras.Input((6,)), L.Dense(5)])
+    with pytest.raises(ValueError, match=rf"{type(loss).__name__}: the teacher's and the student's outputs must have "
+                                         r"the same number of classes \(last axis\). Received: teacher output shape "
+                                         r"\(None, 3\), student output shape \(None, 5\)"):
+        Distiller(teacher_model(), five_classes, loss)

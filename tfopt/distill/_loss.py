@@ -52,6 +52,15 @@ class DistillationLoss(keras.distillation.DistillationLoss):
         return cls(**config)
 
 
+def check_same_classes(owner, teacher_shape, student_shape):
+    """Raises unless the teacher's and the student's outputs have the same class axis (the last one)."""
+    if tuple(teacher_shape)[-1:] != tuple(student_shape)[-1:]:
+        raise ValueError(
+            f"{owner}: the teacher's and the student's outputs must have the same number of classes (last axis). "
+            f"Received: teacher output shape {tuple(teacher_shape)}, student output shape {tuple(student_shape)}"
+        )
+
+
 def layer_name(owner, argument, value):
     """Returns `value` if it is a non-empty string (a layer's name), else raises naming `argument`."""
     _checks.instance(owner, argument, value, str, "a layer name (a string)")

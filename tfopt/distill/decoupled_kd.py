@@ -99,6 +99,10 @@ class DecoupledKD(_loss.DistillationLoss):
             return 1.0
         return ops.minimum((ops.cast(step, "float32") + 1.0) / self.warmup_steps, 1.0)
 
+    def build(self, teacher_shapes, student_shapes):
+        _loss.check_same_classes(_OWNER, teacher_shapes, student_shapes)
+        super().build(teacher_shapes, student_shapes)
+
     def compute_loss(self, teacher_outputs, student_outputs, y=None, sample_weight=None, step=None, **kwargs):
         """The loss averaged over the batch (weighted by `sample_weight`), scaled by the warm-up factor at `step`."""
         teacher = _loss.as_float(teacher_outputs) / self.temperature

@@ -69,6 +69,10 @@ class SoftTargets(_loss.DistillationLoss):
         self.temperature = _checks.number(_OWNER, "temperature", temperature, low=0, closed="neither")
         self.from_logits = _checks.boolean(_OWNER, "from_logits", from_logits)
 
+    def build(self, teacher_shapes, student_shapes):
+        _loss.check_same_classes(_OWNER, teacher_shapes, student_shapes)
+        super().build(teacher_shapes, student_shapes)
+
     def compute_loss(self, teacher_outputs, student_outputs, y=None, sample_weight=None, step=None, **kwargs):
         """The loss averaged over the batch (weighted by `sample_weight`); `y` and `step` are not used."""
         log_p_teacher = log_probabilities(teacher_outputs, self.temperature, self.from_logits)
