@@ -39,7 +39,10 @@ def _check_losses(losses, weights):
 class DistillationSteps:
     """What a `Distiller` does, written once for both Kerases; `self._keras` is the Keras module of the models."""
 
-    def _set_up(self, teacher, student, distillation_losses, distillation_loss_weights, student_loss_weight):
+    def __init__(self, teacher, student, distillation_losses, distillation_loss_weights=None,
+                 student_loss_weight=0.5, **kwargs):
+        kwargs.setdefault("name", "distiller")
+        super().__init__(**kwargs)  # the Keras Model after this class in the subclass's bases
         for argument, model in (("teacher", teacher), ("student", student)):
             _checks.instance(_OWNER, argument, model, self._keras.Model, f"a {self._generation} model")
             _checks.satisfies(_OWNER, argument, model, model.built, "built (give it an `Input` or call it once)")

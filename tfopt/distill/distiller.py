@@ -54,12 +54,6 @@ class Distiller(DistillationSteps, keras.Model):
             return legacy.distiller_class()(teacher, student, *args, **kwargs)
         return super().__new__(cls, teacher, student, *args, **kwargs)
 
-    def __init__(self, teacher, student, distillation_losses, distillation_loss_weights=None,
-                 student_loss_weight=0.5, **kwargs):
-        kwargs.setdefault("name", "distiller")
-        super().__init__(**kwargs)
-        self._set_up(teacher, student, distillation_losses, distillation_loss_weights, student_loss_weight)
-
     def compile_from_config(self, config):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.optimizer is not None and self.built:

@@ -30,12 +30,6 @@ def distiller_class():
 
         _keras, _generation = tf_keras, "tf_keras"
 
-        def __init__(self, teacher, student, distillation_losses, distillation_loss_weights=None,
-                     student_loss_weight=0.5, **kwargs):
-            kwargs.setdefault("name", "distiller")
-            super().__init__(**kwargs)
-            self._set_up(teacher, student, distillation_losses, distillation_loss_weights, student_loss_weight)
-
         def train_step(self, data):
             x, y, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(data)
             with tf.GradientTape() as tape:
