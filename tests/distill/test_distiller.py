@@ -251,3 +251,21 @@ def test_outputs_that_cannot_be_matched_are_named(loss):
                                          r"the same number of classes \(last axis\). Received: teacher output shape "
                                          r"\(None, 3\), student output shape \(None, 5\)"):
         Distiller(teacher_model(), five_classes, loss)
+
+
+class SubclassedStudent(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.logits = L.Dense(8, activation="relu"), L.Dense(3)
+
+    def call(self, inputs):
+        return self.logits(self.hidden(inputs))
+
+
+def test_a_subclassed_student_is_distilled_on_its_outputs():
+    student = SubclassedStudent()
+    student(np.zeros((1, 6), "float32"))
+    model = Distiller(teacher_model(), student, [SoftTargets(2.0), tfopt.distill.DecoupledKD()])
+    model.compile("adam", loss=CE)
+    history = model.fit(*data(32), epochs=2, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]

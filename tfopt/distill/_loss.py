@@ -53,8 +53,10 @@ class DistillationLoss(keras.distillation.DistillationLoss):
 
 
 def check_same_classes(owner, teacher_shape, student_shape):
-    """Raises unless the teacher's and the student's outputs have the same class axis (the last one)."""
-    if tuple(teacher_shape)[-1:] != tuple(student_shape)[-1:]:
+    """Raises unless the teacher's and the student's outputs have the same class axis (the last one); a shape
+    unknown before the first call (None, a subclassed model's) is not checked."""
+    if teacher_shape is not None and student_shape is not None and tuple(teacher_shape)[-1:] != tuple(
+            student_shape)[-1:]:
         raise ValueError(
             f"{owner}: the teacher's and the student's outputs must have the same number of classes (last axis). "
             f"Received: teacher output shape {tuple(teacher_shape)}, student output shape {tuple(student_shape)}"

@@ -35,7 +35,6 @@ def _check_losses(losses, weights):
     return losses, weights
 
 
-
 class DistillationSteps:
     """What a `Distiller` does, written once for both Kerases; `self._keras` is the Keras module of the models."""
 
@@ -79,10 +78,11 @@ class DistillationSteps:
 
     @staticmethod
     def _shapes(model, tapped, names):
-        outputs = tapped.outputs if tapped is not None else [model.outputs[0]] if hasattr(model, "outputs") else None
-        if outputs is None:
-            return {OUTPUT: tuple(model.compute_output_shape(model.inputs[0].shape))}
-        return dict(zip([OUTPUT, *names], [tuple(tensor.shape) for tensor in outputs]))
+        """{OUTPUT or layer name: shape}; the output's shape is None for a subclassed model (no symbolic output)."""
+        if tapped is not None:
+            return dict(zip([OUTPUT, *names], [tuple(tensor.shape) for tensor in tapped.outputs]))
+        outputs = getattr(model, "outputs", None)
+        return {OUTPUT: tuple(outputs[0].shape) if outputs else None}
 
     @staticmethod
     def _pick(layers, values):
