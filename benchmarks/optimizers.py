@@ -9,10 +9,10 @@ thread and the process's CPU time is measured. Each ratio is printed as its medi
 printed.
 Goals: <= 1.25 for the Adam-like optimizers, <= 2.2 for SharpnessAware (two passes per step).
 
-Runtime on 2 shared cores: ~5 min (`--quick`, four optimizers: ~1 min).
+Runtime on 2 shared cores: ~6 min (`--quick`, four optimizers: ~1 min).
 
 Example:
-    python benchmarks/optimizers.py --rounds 12 --steps 15
+    python benchmarks/optimizers.py --rounds 24 --steps 15
 """
 
 import argparse
@@ -114,13 +114,13 @@ def report(names, ratios, accuracy, epochs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per model (12; quick: 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per model (24; quick: 2)")
     parser.add_argument("--steps", type=int, default=None, help="steps per fit (15; quick: 5)")
-    parser.add_argument("--per-set", type=int, default=6, help="rounds per set of new models")
+    parser.add_argument("--per-set", type=int, default=12, help="rounds per set of new models")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the accuracy runs (5; quick: 1)")
     parser.add_argument("--quick", action="store_true", help=f"a few short rounds of {', '.join(QUICK)} only")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 12)
+    rounds = args.rounds or (2 if args.quick else 24)
     steps = args.steps or (5 if args.quick else 15)
     epochs = args.epochs or (1 if args.quick else 5)
     print(_timing.one_thread())
