@@ -29,6 +29,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install
+	$(PY) benchmarks/distill.py
 	$(PY) benchmarks/lr_callbacks.py
 	$(PY) benchmarks/optimizers.py
 	$(PY) benchmarks/pruning.py

@@ -16,6 +16,8 @@ RATIO = r"\d+\.\d{3} \(spread \d+\.\d{3}-\d+\.\d{3} over \d+ rounds\)"
 CELL = r"\d+\.\d{3} \(\d+\.\d{3}-\d+\.\d{3}\)"
 # The ratio lines each benchmark must print (a regular expression per line).
 EXPECTED = {
+    "distill": [rf"^Distiller ÷ \(teacher forward \+ student step\): {RATIO}",
+                rf"^cached ÷ uncached Distiller epoch: {RATIO}", rf"^control ÷ Distiller: {RATIO}"],
     "lr_callbacks": [rf"^LRScheduler ÷ plain: {RATIO}", rf"^OneCyclePolicy ÷ plain: {RATIO}",
                      rf"^control ÷ plain: {RATIO}"],
     "optimizers": [rf"^{re.escape(name)} +{CELL} +{CELL} +" for name in ("Adam", "RAdam", "Lookahead(Adam)",
