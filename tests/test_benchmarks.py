@@ -14,7 +14,7 @@ import pytest
 BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
 RATIO = r"\d+\.\d{3} \(spread \d+\.\d{3}-\d+\.\d{3} over \d+ rounds\)"
 CELL = r"\d+\.\d{3} \(\d+\.\d{3}-\d+\.\d{3}\)"
-# The ratio lines each benchmark must print (a regular expression per line).
+# The ratio lines a benchmark must print (a regular expression per line); every benchmark prints one at least.
 EXPECTED = {
     "distill": [rf"^Distiller ÷ \(teacher forward \+ student step\): {RATIO}",
                 rf"^cached ÷ uncached Distiller epoch: {RATIO}", rf"^control ÷ Distiller: {RATIO}"],
@@ -31,17 +31,16 @@ EXPECTED = {
 }
 
 
-def test_every_benchmark_is_checked():
-    scripts = {path.stem for path in BENCHMARKS.glob("*.py") if not path.stem.startswith("_")}
-    assert scripts == set(EXPECTED)
+SCRIPTS = sorted(path.stem for path in BENCHMARKS.glob("*.py") if not path.stem.startswith("_"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_benchmark_runs_quick(name):
     result = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick"], capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "TensorFlow held to 1 thread" in result.stdout
-    for pattern in EXPECTED[name]:
+    assert re.search(f"{RATIO}|{CELL}", result.stdout), f"no ratio with its spread in:\n{result.stdout}"
+    for pattern in EXPECTED.get(name, []):
         assert re.search(pattern, result.stdout, re.MULTILINE), f"{pattern!r} not in:\n{result.stdout}"
