@@ -9,8 +9,9 @@
    Goal: tfopt's QAT ÷ float no larger than tfmot's.
 2. Inference: each model is exported float32, int8 by post-training quantization (PTQ, calibrated on 100 inputs)
    and int8 from a QAT copy fitted on two batches, then timed by `tfopt.export.benchmark` (p50 wall time of one
-   sample per `invoke`, one thread, LiteRT's default XNNPACK delegate), each variant twice per round, in turns.
-   The digits CNN takes 8x8 inputs, so a call is ~20 us and per-op overhead dominates; the 96x96x3
+   sample per `invoke` over at least `--runs` invokes and 50 ms, one thread, LiteRT's default XNNPACK delegate),
+   each variant twice per round, in turns.
+   The digits CNN takes 8x8 inputs, so a call is ~10 us and per-op overhead dominates; the 96x96x3
    MobileNet-style models show the arithmetic. The int8 speed-up depends on the CPU's int8 instructions
    (AVX-VNNI, AVX512-VNNI, ARM dotprod), so the CPU and its flags are printed with the latencies.
 Every ratio is printed as its median over the rounds and its spread (min-max).
@@ -24,6 +25,7 @@ Example:
 
 import argparse
 import functools
+import math
 import platform
 import statistics
 import sys
@@ -143,15 +145,25 @@ def _exports(build, x, y):
     }
 
 
-def latencies(quick, runs, rounds):
+def _invokes(flatbuffer, runs, seconds):
+    """At least `runs`, and enough invokes of the float32 `flatbuffer` to last `seconds` (the digits CNN takes ~8 us:
+    100 invokes lasted under 1 ms and its ratios moved by 5% between runs)."""
+    import tfopt
+
+    p50_ms = tfopt.export.benchmark(flatbuffer, runs=runs, warmup=5).p50_ms
+    return max(runs, math.ceil(1e3 * seconds / p50_ms))
+
+
+def latencies(quick, runs, rounds, seconds):
     """{label: {variant: [p50 ms summed over 2 turns, per round]}}: every model's variants timed in turns."""
     import tfopt
 
     flatbuffers = {label: _exports(build, x, y) for label, build, x, y in _latency_models(quick)}
+    invokes = {label: _invokes(by_variant["float32"], runs, seconds) for label, by_variant in flatbuffers.items()}
     per_label = {label: [] for label in flatbuffers}
     for index in range(rounds):
         for label, by_variant in flatbuffers.items():
-            timings = {variant: functools.partial(tfopt.export.benchmark, flatbuffer, runs=runs, warmup=5)
+            timings = {variant: functools.partial(tfopt.export.benchmark, flatbuffer, runs=invokes[label], warmup=5)
                        for variant, flatbuffer in by_variant.items()}
             per_label[label].append(_timing.interleaved_round(timings, index, lambda run: run().p50_ms))
     return {label: _timing.collect(values) for label, values in per_label.items()}
@@ -194,9 +206,9 @@ def _report_steps(times, steps, rounds, per_set):
           f"difference {100 * (ours - theirs):+.1f} points")
 
 
-def _report_latencies(p50s, runs, rounds):
-    print(f"\nTFLite latency, one sample, 1 thread (LiteRT, XNNPACK), p50 of {runs} invokes, {rounds} rounds of 2 "
-          "per variant; wall time")
+def _report_latencies(p50s, runs, rounds, seconds):
+    print(f"\nTFLite latency, one sample, 1 thread (LiteRT, XNNPACK), p50 of >= {runs} invokes (>= {seconds:g} s of "
+          f"float32), {rounds} rounds of 2 per variant; wall time")
     print(f"CPU: {cpu_description()}")
     for label, by_variant in p50s.items():
         print(f"{label}: float32 {statistics.median(by_variant['float32']) / 2:.3f} ms")
@@ -224,7 +236,8 @@ def main(argv=None):
     print(note)
     print(_timing.CPU_NOTE)
     _report_steps(step_times(steps, rounds, args.per_set), steps, rounds, args.per_set)
-    _report_latencies(latencies(args.quick, runs, rounds), runs, rounds)
+    seconds = 0.01 if args.quick else 0.05
+    _report_latencies(latencies(args.quick, runs, rounds, seconds), runs, rounds, seconds)
 
 
 if __name__ == "__main__":
