@@ -28,12 +28,36 @@ def test_export_inspect_evaluate_bench_round_trip(files, digits, capsys):
     assert "int8 [-1, 8, 8, 1] scale=" in capsys.readouterr().out  # the input line: int8_io took effect
 
     assert cli.main(["evaluate", str(tflite), "--data", str(files / "test.npz")]) == 0
-    accuracy = float(capsys.readouterr().out.split("accuracy:")[1])
+    out = capsys.readouterr().out
+    table = str(export.evaluate(tflite, digits.x_test, digits.y_test, task="classification"))
+    assert out.endswith(table + "\n")  # each class, macro, then accuracy
+    assert [line.split()[0] for line in table.splitlines()[1:]] == [*map(str, range(10)), "macro", "accuracy:"]
+    accuracy = float(out.split("accuracy:")[1])
     assert accuracy == pytest.approx(export.evaluate(tflite, digits.x_test, digits.y_test)["accuracy"], abs=1e-4)
     assert accuracy > 0.9
 
     assert cli.main(["bench", str(tflite), "--runs", "5"]) == 0
     assert "(5 runs, 1 thread)" in capsys.readouterr().out
+
+
+def test_evaluate_prints_the_table_of_a_keras_file_and_of_a_regressor(files, digits_model, digits, tmp_path,
+                                                                        capsys):
+    assert cli.main(["evaluate", str(files / "digits.keras"), "--data", str(files / "test.npz")]) == 0
+    table = str(export.evaluate(digits_model, digits.x_test, digits.y_test, task="classification"))
+    assert capsys.readouterr().out.endswith(table + "\n") and "macro" in table
+
+    import keras
+
+    regressor = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    x, y = np.ones((5, 3), "float32"), np.zeros((5, 2), "float32")
+    (tmp_path / "regressor.tflite").write_bytes(export.to_tflite(regressor))
+    np.savez(tmp_path / "targets.npz", x=x, y=y)
+    argv = ["evaluate", str(tmp_path / "regressor.tflite"), "--data", str(tmp_path / "targets.npz")]
+    assert cli.main([*argv, "--task", "regression"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    mse = float(np.mean(np.asarray(regressor(x)) ** 2))
+    assert [line.split(":")[0] for line in lines] == ["mse", "rmse", "mae"]
+    assert float(lines[0].split()[1]) == pytest.approx(mse, abs=1e-4)
 
 
 def test_inspect_prints_the_op_table(files, float_tflite, capsys):

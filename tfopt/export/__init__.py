@@ -4,22 +4,28 @@
 flatbuffer = tfopt.export.to_tflite(model, "int8", representative_data=x_train, path="model.tflite")
 print(tfopt.export.inspect(flatbuffer))
 tfopt.export.evaluate(flatbuffer, x_test, y_test)      # {"accuracy": ...}, with the LiteRT interpreter
+print(tfopt.export.evaluate(model, x_test, y_test, task="classification"))  # precision, recall, F1 per class
+tfopt.export.confusion_matrix(flatbuffer, x_test, y_test).plot("confusion.png")
 tfopt.export.benchmark(flatbuffer).p50_ms
 ```
 TensorFlow is imported when converting; running uses `ai_edge_litert` only.
 """
 
-from tfopt.export.litert import Benchmark, benchmark, evaluate, predict
+from tfopt.export.litert import Benchmark, benchmark, confusion_matrix, evaluate, predict
+from tfopt.export.metrics import ConfusionMatrix, Evaluation
 from tfopt.export.summary import Op, Summary, TensorSpec, float_ops_inside, inspect
 from tfopt.export.tflite import QUANTIZATIONS, is_quantization_aware, to_tflite
 
 __all__ = [
     "Benchmark",
+    "ConfusionMatrix",
+    "Evaluation",
     "Op",
     "QUANTIZATIONS",
     "Summary",
     "TensorSpec",
     "benchmark",
+    "confusion_matrix",
     "evaluate",
     "float_ops_inside",
     "inspect",

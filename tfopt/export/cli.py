@@ -82,9 +82,9 @@ def _inspect(args):
 @_reports_errors
 def _evaluate(args):
     x, y = _array(args.data, args.x_key), _array(args.data, args.y_key)
+    model = _load_model(args.tflite) if args.tflite.endswith(".keras") else args.tflite
     print(f"evaluating {args.tflite} on {len(x)} samples of {args.data}", flush=True)
-    for name, value in export.evaluate(args.tflite, x, y, batch_size=args.batch_size).items():
-        print(f"{name}: {value:.4f}")
+    print(export.evaluate(model, x, y, task=args.task, batch_size=args.batch_size))
     return 0
 
 
@@ -112,8 +112,11 @@ def register(commands):
     parser.add_argument("tflite")
     parser.set_defaults(handler=_inspect)
 
-    parser = commands.add_parser("evaluate", help="accuracy of a .tflite file with the LiteRT interpreter")
-    parser.add_argument("tflite")
+    parser = commands.add_parser("evaluate", help="accuracy, precision, recall and F1 per class (or MSE, RMSE and "
+                                 "MAE) of a .tflite file with the LiteRT interpreter, or of a .keras model")
+    parser.add_argument("tflite", help="a .tflite file, or a .keras model (loaded with safe_mode=True)")
+    parser.add_argument("--task", choices=["classification", "regression"], default="classification",
+                        help="default: classification (per class and macro precision, recall and F1)")
     parser.add_argument("--data", required=True, help='.npz with inputs "x" and integer or one-hot labels "y"')
     parser.add_argument("--x-key", default="x", help='the inputs\' array (default: "x")')
     parser.add_argument("--y-key", default="y", help='the labels\' array (default: "y")')
