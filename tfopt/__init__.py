@@ -8,4 +8,6 @@ Example:
 
 __version__ = "0.1.0"
 
-from tfopt import callbacks, compat, distill, export, models, optimizers, prune, quantize, schedules  # noqa: E402,F401
+from tfopt import (  # noqa: E402,F401
+    callbacks, compat, distill, export, models, optimizers, prune, quantize, schedules, tuning,
+)

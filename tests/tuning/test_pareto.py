@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras_tuner.engine.trial import Trial, TrialStatus
 
-from tfopt.tuning.pareto import pareto
+from tfopt.tuning.front import pareto
 
 
 def trials_of(points, status=TrialStatus.COMPLETED):

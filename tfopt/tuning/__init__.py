@@ -1,4 +1,5 @@
-"""KerasTuner search spaces for tfopt's optimizers, schedules, distillation and compression.
+"""KerasTuner search spaces for tfopt's optimizers, schedules, distillation and compression, and the Pareto front
+of a search.
 
 Each function takes the `hp` (a `keras_tuner.HyperParameters`) of a `HyperModel.build`, registers its
 hyper-parameters on it and returns a ready object; importing this package does not import keras_tuner.
@@ -11,6 +12,7 @@ Example:
     ('Adam', 'constant')
 """
 
+from tfopt.tuning.front import Front, pareto
 from tfopt.tuning.spaces import compression, distillation, optimizer, schedule
 
-__all__ = ["compression", "distillation", "optimizer", "schedule"]
+__all__ = ["Front", "compression", "distillation", "optimizer", "pareto", "schedule"]
