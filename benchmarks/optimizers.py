@@ -4,9 +4,9 @@ Two models: a ~1.1M-parameter MLP (64 -> 1024 -> 1024 -> 10) and the demo's smal
 optimizer has its own model, and a second Adam model is the control; every round fits each model `--steps` steps
 on an in-memory `tf.data` pipeline twice, in turns (the order rotated each round), and new models are built every
 few rounds, so neither the machine's slow spells nor one instance's speed decide a ratio. TensorFlow is held to one
-thread and the process's CPU time is measured. Each ratio is printed as its median over the rounds and its spread
-(min-max). Then each optimizer trains the CNN for 5 epochs on scikit-learn's digits and its test accuracy is
-printed.
+thread and the process's CPU time is measured. Adam's time in a round is the mean of its two models'; the control
+row is one of them ÷ the other. Each ratio is printed as its median over the rounds and its spread (min-max).
+Then each optimizer trains the CNN for 5 epochs on scikit-learn's digits and its test accuracy is printed.
 Goals: <= 1.25 for the Adam-like optimizers, <= 2.2 for SharpnessAware (two passes per step).
 
 Runtime on 2 shared cores: ~6 min (`--quick`, four optimizers: ~1 min).
@@ -78,10 +78,14 @@ def _makers(names, build, dataset, steps):
 
 
 def step_ratios(names, build, dataset, steps, rounds, per_set):
-    """({name: [per-round ratio to Adam]}, Adam's median CPU seconds per step)."""
+    """({name: [per-round ratio to Adam]}, Adam's median CPU seconds per step). Adam's time in a round is the mean
+    of its two models' (halving the noise of the baseline every ratio shares); the control row is one Adam model ÷
+    the other."""
     run_round = _timing.Rounds(_makers(names, build, dataset, steps), per_set)
     times = _timing.collect([run_round() for _ in range(rounds)])
-    ratios = {name: _timing.per_round(times, name, "Adam") for name in times}
+    baseline = [(adam + control) / 2 for adam, control in zip(times["Adam"], times[CONTROL])]
+    ratios = {name: [value / base for value, base in zip(times[name], baseline)] for name in times}
+    ratios[CONTROL] = _timing.per_round(times, CONTROL, "Adam")
     return ratios, statistics.median(times["Adam"]) / (2 * steps)
 
 
