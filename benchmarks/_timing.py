@@ -111,6 +111,24 @@ def settle(runs):
         run()
 
 
+def fit_rounds(keras_module, models, dataset, steps, per_set, callbacks=None):
+    """`Rounds` over `models` ({name: build() -> model}) of `keras_module` (Keras 3 or tf_keras), each compiled with
+    Adam and sparse cross-entropy, timed fitting `steps` steps of `dataset`; `callbacks` ({name: [...]}) go to the
+    fits of the named models."""
+    callbacks = callbacks or {}
+
+    def maker(name):
+        def make():
+            model = models[name]()
+            model.compile(keras_module.optimizers.Adam(1e-3),
+                          keras_module.losses.SparseCategoricalCrossentropy(from_logits=True))
+            return warmed(lambda: model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
+                                            callbacks=callbacks.get(name, [])))
+        return make
+
+    return Rounds({name: maker(name) for name in models}, per_set)
+
+
 def collect(rounds):
     """[{name: value}, ...] per round -> {name: [value, ...]}."""
     return {name: [values[name] for values in rounds] for name in rounds[0]}

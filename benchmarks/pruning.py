@@ -16,7 +16,6 @@ Example:
 """
 
 import argparse
-import functools
 import statistics
 import sys
 
@@ -68,16 +67,7 @@ def _rounds(legacy, steps, per_set):
 
     keras_module, models, callbacks = (_tf_keras_models if legacy else _keras3_models)()
 
-    def maker(name):
-        def make():
-            model = models[name]()
-            model.compile(keras_module.optimizers.Adam(1e-3),
-                          keras_module.losses.SparseCategoricalCrossentropy(from_logits=True))
-            return _timing.warmed(functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
-                                                    callbacks=callbacks if name == "pruned" else []))
-        return make
-
-    return _timing.Rounds({name: maker(name) for name in models}, per_set)
+    return _timing.fit_rounds(keras_module, models, dataset, steps, per_set, {"pruned": callbacks})
 
 
 def measure(steps, rounds, per_set):

@@ -68,16 +68,7 @@ def _step_rounds(legacy, steps, per_set):
 
     keras_module, models = _step_models(legacy)
 
-    def maker(name):
-        def make():
-            model = models[name]()
-            model.compile(keras_module.optimizers.Adam(1e-3),
-                          keras_module.losses.SparseCategoricalCrossentropy(from_logits=True))
-            return _timing.warmed(functools.partial(model.fit, dataset, epochs=1, steps_per_epoch=steps, verbose=0,
-                                                    shuffle=False))
-        return make
-
-    return _timing.Rounds({name: maker(name) for name in models}, per_set)
+    return _timing.fit_rounds(keras_module, models, dataset, steps, per_set)
 
 
 def step_times(steps, rounds, per_set):
