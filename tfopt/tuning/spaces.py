@@ -31,7 +31,8 @@ import re
 
 import keras
 
-from tfopt import _checks, distill, optimizers, schedules
+from tfopt import distill, optimizers, schedules
+from tfopt.tuning import _hp
 
 _KERAS = {"adadelta": "Adadelta", "adafactor": "Adafactor", "adagrad": "Adagrad", "adam": "Adam", "adamax": "Adamax",
           "adamw": "AdamW", "ftrl": "Ftrl", "lamb": "Lamb", "lion": "Lion", "nadam": "Nadam", "rmsprop": "RMSprop",
@@ -44,57 +45,6 @@ SCHEDULES = ("constant", "cosine", "one_cycle", "warmup_cosine", "wsd")
 DISTILLATION_LOSSES = ("soft_targets", "decoupled_kd")
 STRUCTURES = ("none", "unstructured", "2:4", "channel")
 SCHEMES = ("int8", "16x8")
-
-
-def _fail(owner, name, value, rule, type_error=False):
-    """Raises KerasTuner's fatal error in the house form (imported here only: `hp` comes from keras_tuner)."""
-    from keras_tuner import errors
-
-    _checks.satisfies(owner, name, value, False, rule, errors.FatalTypeError if type_error else errors.FatalValueError)
-
-
-def _names(owner, name, value, valid, rule=None):
-    """Returns `value` (a non-empty sequence of distinct names, each valid per `valid(name)`) as a list."""
-    rule = rule or "a non-empty list of distinct names, each one of " + ", ".join(repr(v) for v in valid)
-    is_list = isinstance(value, (list, tuple)) and len(value) > 0
-    if not is_list or len(set(value)) != len(value) or not all(_valid(item, valid) for item in value):
-        _fail(owner, name, value, rule)
-    return list(value)
-
-
-def _valid(item, valid):
-    return valid(item) if callable(valid) else isinstance(item, str) and item in valid
-
-
-def _number(owner, name, value, low, high, low_open):
-    """`value` as a float within [low, high] ((low, high] if `low_open`), else a fatal error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        _fail(owner, name, value, "a number or a (low, high) pair", type_error=True)
-    in_range = (value > low if low_open else value >= low) and (high is None or value <= high)
-    if not in_range:
-        rule = f"in {'(' if low_open else '['}{low}, {high}]" if high is not None else f"> {low}"
-        _fail(owner, name, value, rule)
-    return float(value)
-
-
-def _range(owner, name, value, low=0.0, high=None, low_open=True):
-    """A number (fixed: returned as a float) or a (low, high) pair with low < high, both within the bounds."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2:
-            _fail(owner, name, value, "a number or a (low, high) pair")
-        pair = tuple(_number(owner, name, v, low, high, low_open) for v in value)
-        if not pair[0] < pair[1]:
-            _fail(owner, name, value, "a (low, high) pair with low < high")
-        return pair
-    return _number(owner, name, value, low, high, low_open)
-
-
-def _float(hp, name, value, default, sampling="linear", step=None):
-    """Registers a Float over the pair `value` (default clipped into it), or returns the fixed number `value`."""
-    if not isinstance(value, tuple):
-        return value
-    low, high = value
-    return hp.Float(name, low, high, step=step, sampling=sampling, default=min(max(default, low), high))
 
 
 def _optimizer_class(name):
@@ -145,17 +95,18 @@ def optimizer(hp, choices=("adam", "adamw", "radam", "adan", "lookahead_adam"), 
     owner = "tuning.optimizer"
     rule = "a non-empty list of distinct names, each one of " + ", ".join(map(repr, OPTIMIZERS)) + \
         f" or '{_LOOKAHEAD}' followed by one of them"
-    choices = _names(owner, "choices", choices, _is_optimizer_name, rule)
+    choices = _hp.names(owner, "choices", choices, _is_optimizer_name, rule)
     if callable(learning_rate):  # a LearningRateSchedule (or a function of no argument, as Keras takes)
         rate = learning_rate
     else:
-        rate = _float(hp, "learning_rate", _range(owner, "learning_rate", learning_rate), 1e-3, "log")
+        rate = _hp.register(hp, "learning_rate", _hp.checked(owner, "learning_rate", learning_rate), 1e-3, "log")
     if weight_decay is not None:
-        weight_decay = _range(owner, "weight_decay", weight_decay, low_open=isinstance(weight_decay, (list, tuple)))
-        weight_decay = _float(hp, "weight_decay", weight_decay, 1e-4, "log")
+        pair = isinstance(weight_decay, (list, tuple))
+        weight_decay = _hp.checked(owner, "weight_decay", weight_decay, low_open=pair)
+        weight_decay = _hp.register(hp, "weight_decay", weight_decay, 1e-4, "log")
     name = hp.Choice("optimizer", choices)
     if not _is_optimizer_name(name):  # a value fixed on `hp` beforehand
-        _fail(owner, "optimizer", name, rule.replace("a non-empty list of distinct names, each ", ""))
+        _hp.fail(owner, "optimizer", name, rule.replace("a non-empty list of distinct names, each ", ""))
     inner = name[len(_LOOKAHEAD):] if name.startswith(_LOOKAHEAD) else name
     kwargs = {} if weight_decay is None else {"weight_decay": weight_decay}
     built = _optimizer_class(inner)(learning_rate=rate, **kwargs)
@@ -201,18 +152,18 @@ def schedule(hp, total_steps, choices=SCHEDULES, learning_rate=None):
     """
     owner = "tuning.schedule"
     if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral):
-        _fail(owner, "total_steps", total_steps, "an integer", type_error=True)
+        _hp.fail(owner, "total_steps", total_steps, "an integer", type_error=True)
     if total_steps < 2:
-        _fail(owner, "total_steps", total_steps, ">= 2")
+        _hp.fail(owner, "total_steps", total_steps, ">= 2")
     total_steps = int(total_steps)
-    choices = _names(owner, "choices", choices, SCHEDULES)
+    choices = _hp.names(owner, "choices", choices, SCHEDULES)
     if learning_rate is None:
         peak = hp.Float("learning_rate", 1e-4, 1e-1, sampling="log", default=1e-3)
     else:
-        peak = _number(owner, "learning_rate", learning_rate, 0.0, None, low_open=True)
+        peak = _hp.number(owner, "learning_rate", learning_rate, 0.0, None, low_open=True)
     kind = hp.Choice("schedule", choices)
     if kind not in SCHEDULES:
-        _fail(owner, "schedule", kind, "one of " + ", ".join(map(repr, SCHEDULES)))
+        _hp.fail(owner, "schedule", kind, "one of " + ", ".join(map(repr, SCHEDULES)))
     if kind == "constant":
         return peak
     if kind == "cosine":
@@ -262,14 +213,14 @@ def distillation(hp, choices=DISTILLATION_LOSSES, temperature=(1.0, 8.0), studen
         ('SoftTargets', 0.5)
     """
     owner = "tuning.distillation"
-    choices = _names(owner, "choices", choices, DISTILLATION_LOSSES)
-    temperature = _range(owner, "temperature", temperature)
-    student_loss_weight = _range(owner, "student_loss_weight", student_loss_weight, high=1.0, low_open=False)
+    choices = _hp.names(owner, "choices", choices, DISTILLATION_LOSSES)
+    temperature = _hp.checked(owner, "temperature", temperature)
+    student_loss_weight = _hp.checked(owner, "student_loss_weight", student_loss_weight, high=1.0, low_open=False)
     kind = hp.Choice("distillation_loss", choices)
     if kind not in DISTILLATION_LOSSES:
-        _fail(owner, "distillation_loss", kind, "one of " + ", ".join(map(repr, DISTILLATION_LOSSES)))
-    temperature = _float(hp, "distillation_temperature", temperature, 4.0)
-    weight = _float(hp, "distillation_student_loss_weight", student_loss_weight, 0.5)
+        _hp.fail(owner, "distillation_loss", kind, "one of " + ", ".join(map(repr, DISTILLATION_LOSSES)))
+    temperature = _hp.register(hp, "distillation_temperature", temperature, 4.0)
+    weight = _hp.register(hp, "distillation_student_loss_weight", student_loss_weight, 0.5)
     if kind == "soft_targets":
         loss = distill.SoftTargets(temperature=temperature)
     else:
@@ -326,25 +277,24 @@ def compression(hp, structures=STRUCTURES, sparsity=(0.5, 0.9), qat=(False, True
         {'sparsity': 0.5, 'structure': '2:4', 'qat': True, 'scheme': 'int8'}
     """
     owner = "tuning.compression"
-    structures = _names(owner, "structures", structures, _is_structure,
+    structures = _hp.names(owner, "structures", structures, _is_structure,
                         "a non-empty list of distinct names, each one of " + ", ".join(map(repr, STRUCTURES)) +
                         " or 'N:M' with 0 < N < M")
-    sparsity = _range(owner, "sparsity", sparsity, high=1.0)
+    sparsity = _hp.checked(owner, "sparsity", sparsity, high=1.0)
     if max(sparsity if isinstance(sparsity, tuple) else (sparsity,)) >= 1.0:
-        _fail(owner, "sparsity", sparsity, "in (0, 1)")
+        _hp.fail(owner, "sparsity", sparsity, "in (0, 1)")
     if not (isinstance(qat, bool) or (isinstance(qat, (list, tuple)) and sorted(qat) == [False, True]
                                       and all(isinstance(q, bool) for q in qat))):
-        _fail(owner, "qat", qat, "True, False or (False, True)")
-    schemes = _names(owner, "schemes", schemes, SCHEMES)
+        _hp.fail(owner, "qat", qat, "True, False or (False, True)")
+    schemes = _hp.names(owner, "schemes", schemes, SCHEMES)
     structure = hp.Choice("compression_structure", structures)
     if not _is_structure(structure):
-        _fail(owner, "compression_structure", structure, "one of " + ", ".join(map(repr, STRUCTURES)) + " or 'N:M'")
+        _hp.fail(owner, "compression_structure", structure, "one of " + ", ".join(map(repr, STRUCTURES)) + " or 'N:M'")
     if structure == "none":
         target = 0.0
     elif structure in ("unstructured", "channel"):
         with hp.conditional_scope("compression_structure", ["unstructured", "channel"]):
-            target = _float(hp, "compression_sparsity", sparsity, 0.5, step=0.05) if isinstance(sparsity, tuple) \
-                else sparsity
+            target = _hp.register(hp, "compression_sparsity", sparsity, 0.5, step=0.05)
     else:
         n, m = (int(part) for part in structure.split(":"))
         target = n / m
