@@ -30,6 +30,7 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/distill.py
+	$(PY) benchmarks/gradient_monitor.py
 	$(PY) benchmarks/lr_callbacks.py
 	$(PY) benchmarks/optimizers.py
 	$(PY) benchmarks/pruning.py

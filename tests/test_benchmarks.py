@@ -18,6 +18,8 @@ CELL = r"\d+\.\d{3} \(\d+\.\d{3}-\d+\.\d{3}\)"
 EXPECTED = {
     "distill": [rf"^Distiller ÷ \(teacher forward \+ student step\): {RATIO}",
                 rf"^cached ÷ uncached Distiller epoch: {RATIO}", rf"^control ÷ Distiller: {RATIO}"],
+    "gradient_monitor": [rf"^GradientMonitor\(every=10\) ÷ plain: {RATIO}", rf"^control ÷ plain: {RATIO}",
+                         r"^first fit, trace included: \d+\.\d\d s CPU plain, \d+\.\d\d s with GradientMonitor"],
     "lr_callbacks": [rf"^LRScheduler ÷ plain: {RATIO}", rf"^OneCyclePolicy ÷ plain: {RATIO}",
                      rf"^control ÷ plain: {RATIO}"],
     "optimizers": [rf"^{re.escape(name)} +{CELL} +{CELL} +" for name in ("Adam", "RAdam", "Lookahead(Adam)",

@@ -33,7 +33,8 @@ class GradientMonitor(_compat.Callback):
     model holds itself are listed under the model's name. The records are kept on the callback (`steps`,
     `gradient_norms`, `weight_norms`, `update_ratios`), reset at the start of each `fit`. During `fit` the model's
     optimizer is wrapped on that instance (Keras 3: `apply`; tf_keras: `apply_gradients`) and the train function
-    traced anew; both are put back when `fit` ends, also if a train step raises. The callback keeps a float32 copy
+    traced anew (once: later fits of the same compiled model reuse that trace); both are put back when `fit` ends,
+    also if a train step raises. The callback keeps a float32 copy
     of the monitored weights on the device (for the update ratio).
 
     Args:
@@ -76,6 +77,7 @@ class GradientMonitor(_compat.Callback):
         self._probe = None
         self._writer = None
         self._saved_train_function = None
+        self._traced = None  # (what it was traced for, probe, monitored train function): kept across fits
         self._next_step = 0
         self._begin = 0
 
@@ -132,14 +134,23 @@ class GradientMonitor(_compat.Callback):
             )
         groups = self._groups()
         self._names, self._rows, self.steps = list(groups), [], []
-        self._probe = _gradient_probe.GradientProbe(groups, self.every, _compat.is_legacy(self.model))
-        self._next_step = int(np.asarray(optimizer.iterations))
+        plain = self.model.train_function
+        key = (self.model, optimizer, plain, *(v for group in groups.values() for v in group))
+        cached = self._traced[0] if self._traced is not None else ()
+        if len(cached) != len(key) or any(a is not b for a, b in zip(cached, key)):  # else reuse the trace
+            probe = _gradient_probe.GradientProbe(groups, self.every, _compat.is_legacy(self.model))
+            self._traced = (key, probe, None)
+        _, self._probe, monitored = self._traced
+        self._next_step = int(optimizer.iterations.numpy())
         self._probe.step.assign(self._next_step)
         self._writer = None if self.log_dir is None else tf.summary.create_file_writer(os.fspath(self.log_dir))
-        self._saved_train_function = self.model.train_function
+        self._saved_train_function = plain
         self._probe.install(optimizer)
-        self.model.make_train_function(force=True)  # traced anew, with the probe in it
-        self.model.train_function = self._guarded(self.model.train_function)
+        if monitored is None:
+            self.model.make_train_function(force=True)  # traced anew, with the probe in it
+            monitored = self.model.train_function
+            self._traced = (key, self._probe, monitored)
+        self.model.train_function = self._guarded(monitored)
 
     def _guarded(self, train_function):
         """`train_function` that puts the optimizer and the model's train function back if a step raises."""
