@@ -276,6 +276,12 @@ def test_an_oracle_with_another_objective_is_refused(tmp_path):
         tuner_of(tmp_path, oracle=oracle)
 
 
+def test_a_budget_with_a_minimised_objective_and_a_gaussian_process_is_refused(tmp_path):
+    oracle = keras_tuner.oracles.BayesianOptimizationOracle(max_trials=2)
+    with pytest.raises(ValueError, match="BayesianOptimizationOracle and a budget"):
+        tuner_of(tmp_path, build=regressor, oracle=oracle, objective="tflite_mse", max_size_kb=10)
+
+
 def test_search_without_validation_data_is_refused_before_any_trial(tmp_path):
     tuner = tuner_of(tmp_path, trials=1)
     with pytest.raises(ValueError, match="validation_data"):

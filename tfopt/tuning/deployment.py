@@ -16,7 +16,9 @@ records these next to its Keras metrics:
 A trial over budget stays COMPLETED with its real metrics (`tfopt.tuning.pareto` draws it) but its score is the
 worst possible (-inf for a maximised objective, +inf for a minimised one): every oracle ranks it last, and
 `get_best_models` / `get_best_hyperparameters` never return it. The budget scoring is installed on the oracle's
-`score_trial`, KerasTuner's hook for scoring a trial.
+`score_trial`, KerasTuner's hook for scoring a trial. KerasTuner's `BayesianOptimizationOracle` turns infinite scores
+into 0 before fitting its Gaussian process: right for a maximised objective (accuracy 0 is the worst), wrong for a
+minimised one, so that pairing with a budget is refused.
 """
 
 import copy
@@ -158,6 +160,12 @@ class DeploymentTuner(keras_tuner.Tuner):
         self.max_size_kb = _budget("max_size_kb", max_size_kb)
         self.max_latency_ms = _budget("max_latency_ms", max_latency_ms)
         self.verbose = 1
+        budgeted = max_size_kb is not None or max_latency_ms is not None
+        gaussian = isinstance(oracle, keras_tuner.oracles.BayesianOptimizationOracle)
+        _checks.satisfies(_OWNER, "objective", objective.name, not (budgeted and gaussian and
+                                                                    objective.direction == "min"),
+                          "maximised with a BayesianOptimizationOracle and a budget: its Gaussian process reads "
+                          "the +inf score of a trial over budget as 0, the best value of a minimised objective")
         oracle.objective = objective
         _rank_over_budget_last(oracle)
         super().__init__(oracle, hypermodel, **tuner_kwargs)
