@@ -1,5 +1,6 @@
 """The package's layering, read from the source with `ast`: areas talk through public modules, nothing imports in a
-circle, and Keras/TensorFlow private attributes are read only in `tfopt/_compat.py`.
+circle, and Keras/TensorFlow private attributes are read only in `tfopt/_compat.py` (and in the two modules of
+`tfopt.distribute` that patch Keras, listed in KERAS_PRIVATE_READERS).
 
 An area is a subpackage (`tfopt/prune`, `tfopt/quantize`, ...). Its private modules (`tfopt/prune/_layers.py`) and
 private names are for the area itself; the top-level private modules (`tfopt/_checks.py`, `_compat.py`,
@@ -15,7 +16,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tfopt"
 # Keras/TensorFlow private attributes tfopt reads; only _compat.py may name them.
 KERAS_PRIVATE = ("_var_key", "_trainable_variables", "_get_ops_details", "_flatten_layers", "_learning_rate",
-                 "_hyper", "_built", "_distribution_strategy", "_tracker")
+                 "_hyper", "_built", "_distribution_strategy", "_tracker", "_maybe_symbolic_build",
+                 "_collective_all_reduce_multi_worker", "_distribute_strategy", "_save_model")
+# The modules that may name them: _compat.py, and the two modules of tfopt.distribute that patch Keras 3.15 for
+# multi-worker training (the patches are Keras internals by nature; each is gated on the Keras version and guarded
+# by a test in tests/distributed showing plain Keras still fails without it).
+KERAS_PRIVATE_READERS = ("tfopt._compat", "tfopt.distribute._trainer", "tfopt.distribute._callbacks")
 # Private hooks that subclasses of Keras classes override (named in the class body, not read from an object);
 # tests/optimizers guards the optimizer hooks against Keras upgrades.
 OVERRIDDEN_HOOKS = ("_apply_weight_decay", "_distributed_tf_update_step", "_reduce_optimizer_lr")
@@ -103,7 +109,7 @@ def keras_private_reads(tree_of):
     """'module: attribute' for each Keras/TF private attribute named outside tfopt._compat."""
     found = []
     for name, tree in tree_of.items():
-        if name == "tfopt._compat":
+        if name in KERAS_PRIVATE_READERS:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in KERAS_PRIVATE:

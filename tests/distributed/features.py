@@ -1,0 +1,133 @@
+"""Short trainings of Keras and tfopt features, each run under a worker's strategy and in one plain process.
+
+Every feature is a function `feature(scope) -> {name: array}`: it builds its model inside `scope` (a strategy's
+`scope()`, or a null context for the single-process reference), fits it on the same 64 samples in global batches of
+16 without shuffling, and returns what the tests compare (weights, predictions, masks, ranges). Each model starts
+from the same weights (`keras.utils.set_random_seed`), so the two runs see the same global batches from the same
+point and must end equal within float32 tolerance.
+"""
+
+import keras
+import numpy as np
+
+import tfopt
+
+BATCH = 16
+EPOCHS = 3
+STEPS = EPOCHS * 64 // BATCH
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * rng.normal(size=(64, 1))).astype("float32")
+    return x, y
+
+
+def labels():
+    x, y = data()
+    return np.digitize(y[:, 0], [-1.0, 1.0]).astype("int32")  # 3 classes
+
+
+def mlp(outputs=1, seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(outputs)])
+
+
+def _fit(model, optimizer, callbacks=(), y=None, **compile_kwargs):
+    x, target = data()
+    model.compile(optimizer=optimizer, loss=compile_kwargs.pop("loss", "mse"), **compile_kwargs)
+    model.fit(x, target if y is None else y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
+              callbacks=list(callbacks))
+    return model
+
+
+def weights(model):
+    return {f"w{i}": np.asarray(w) for i, w in enumerate(model.weights)}
+
+
+def keras_adam(scope):
+    """Plain Keras: Adam `fit`, then `evaluate` and `predict`."""
+    with scope:
+        model = _fit(mlp(), keras.optimizers.Adam(1e-2))
+    x, y = data()
+    loss = model.evaluate(x, y, batch_size=BATCH, verbose=0)
+    return {**weights(model), "evaluate": np.asarray(loss), "predict": model.predict(x, batch_size=BATCH, verbose=0)}
+
+
+def radam_warmup(scope):
+    """A tfopt optimizer reading a tfopt schedule."""
+    with scope:
+        schedule = tfopt.schedules.WarmUp(after=1e-2, warmup_steps=4)
+        return weights(_fit(mlp(), tfopt.optimizers.RAdam(schedule)))
+
+
+def lookahead_lr_scheduler(scope):
+    """A tfopt optimizer wrapper whose rate `LRScheduler` sets each batch from a Keras schedule."""
+    with scope:
+        optimizer = tfopt.optimizers.Lookahead(keras.optimizers.Adam(1e-2), sync_period=3)
+        callback = tfopt.callbacks.LRScheduler(keras.optimizers.schedules.CosineDecay(1e-2, STEPS))
+        return weights(_fit(mlp(), optimizer, [callback]))
+
+
+def one_cycle(scope):
+    """`OneCyclePolicy` cycling SGD's rate and momentum."""
+    with scope:
+        callback = tfopt.callbacks.OneCyclePolicy(max_lr=0.05, total_steps=STEPS)
+        return weights(_fit(mlp(), keras.optimizers.SGD(0.05, momentum=0.9), [callback]))
+
+
+def sharpness_aware(scope):
+    with scope:
+        return weights(_fit(tfopt.models.SharpnessAware(mlp(), rho=0.05), keras.optimizers.SGD(0.05)))
+
+
+def swa(scope):
+    with scope:
+        callback = tfopt.callbacks.SWA(start_epoch=1, swa_lr=0.01, update_bn=False)
+        return weights(_fit(mlp(), keras.optimizers.SGD(0.05), [callback]))
+
+
+def distiller(scope):
+    with scope:
+        teacher, student = mlp(3, seed=1), mlp(3, seed=2)
+        model = tfopt.distill.Distiller(teacher, student, tfopt.distill.SoftTargets(temperature=2.0))
+        _fit(model, keras.optimizers.Adam(1e-2), y=labels(),
+             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return weights(student)
+
+
+def prune(scope):
+    """`prune_low_magnitude` + `UpdatePruningStep`: the masks chosen in the step."""
+    with scope:
+        schedule = tfopt.prune.ConstantSparsity(0.5, begin_step=0, frequency=2)
+        model = _fit(tfopt.prune.prune_low_magnitude(mlp(), schedule), keras.optimizers.Adam(1e-2),
+                     [tfopt.prune.UpdatePruningStep()])
+        return weights(model)
+
+
+def quantize(scope):
+    """`quantize_model`: weights and the activation ranges learned in training."""
+    with scope:
+        return weights(_fit(tfopt.quantize.quantize_model(mlp()), keras.optimizers.Adam(1e-2)))
+
+
+def resumable(scope, epochs, callbacks=()):
+    """A pruned model trained by Adam under `OneCyclePolicy` (rate and `beta_1`) and `UpdatePruningStep`: what a
+    resumed run must carry over (slots, step, momentum, masks and pruning step) for its weights to stay equal.
+
+    `callbacks` come first: `BackupAndRestore` must restore the optimizer's step before `OneCyclePolicy` reads it in
+    `on_train_begin`."""
+    with scope:
+        model = tfopt.prune.prune_low_magnitude(mlp(), tfopt.prune.ConstantSparsity(0.5, begin_step=0, frequency=3))
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    x, y = data()
+    cycle = tfopt.callbacks.OneCyclePolicy(max_lr=0.02, total_steps=epochs * 64 // BATCH)
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
+              callbacks=[*callbacks, cycle, tfopt.prune.UpdatePruningStep()])
+    return model
+
+
+FEATURES = {feature.__name__: feature for feature in (
+    keras_adam, radam_warmup, lookahead_lr_scheduler, one_cycle, sharpness_aware, swa, distiller, prune, quantize,
+)}
