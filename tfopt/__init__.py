@@ -9,5 +9,5 @@ Example:
 __version__ = "0.1.0"
 
 from tfopt import (  # noqa: E402,F401
-    callbacks, compat, distill, export, models, optimizers, prune, quantize, schedules, tuning,
+    callbacks, compat, distill, distribute, export, models, optimizers, prune, quantize, schedules, tuning,
 )
