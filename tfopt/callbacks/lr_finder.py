@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from tfopt import _checks, _compat, _plotting
+from tfopt import _checks, _compat, _plotting, distribute
 
 
 class _Snapshot:
@@ -228,7 +228,9 @@ class LRFinder(_compat.Callback):
 
     def plot(self, path):
         """Writes a PNG of smoothed loss against learning rate (log scale), marking the suggestion if there is one
-        (else the reason there is none). Returns path."""
+        (else the reason there is none); under a multi-worker strategy, on the chief only. Returns path."""
+        if not distribute.is_chief(getattr(self.model, "distribute_strategy", None)):
+            return path
         figure, axes = _plotting.new_figure()
         axes.plot(self.lrs, self.losses)
         axes.set_xscale("log")

@@ -8,7 +8,7 @@ import warnings
 
 import keras
 
-from tfopt import _checks, _compat, _files, _surgery, quantize
+from tfopt import _checks, _compat, _files, _surgery, distribute, quantize
 from tfopt.export import _data, summary
 from tfopt.export.int16_biases import widen_int16_biases
 
@@ -163,7 +163,8 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
         representative_data: inputs to calibrate "int8" on: a NumPy array of samples, a `tf.data.Dataset` (batched
             or not, of `x` or `(x, y)`), an iterable or a callable returning an iterator of batches. Up to 200
             samples are used. Defaults to None.
-        path: if given, the file to write; it is written atomically (temporary file, then rename). Defaults to None.
+        path: if given, the file to write; it is written atomically (temporary file, then rename). Under a
+            multi-worker strategy only the chief writes it (`tfopt.distribute.is_chief`). Defaults to None.
         int8_io: makes the input and output tensors int8 (only with "int8"); `tfopt.export.predict` still takes and
             returns floats. Defaults to False.
         overwrite: replace an existing `path`; otherwise a `FileExistsError` is raised before converting.
@@ -183,6 +184,8 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
     """
     scheme = quantize.scheme_of(model)
     _check_arguments(model, quantization, representative_data, int8_io, scheme, allow_float_ops)
+    if path is not None and not distribute.is_chief(getattr(model, "distribute_strategy", None)):
+        path = None  # under a multi-worker strategy only the chief writes the file
     if path is not None:
         path = _check_path(path, overwrite)
     converter = _converter(model, quantization, representative_data, int8_io, scheme)
