@@ -43,6 +43,7 @@ OPTIMIZERS = {
     "LazyAdam": lambda: tfopt.optimizers.LazyAdam(5e-3),
     "Lookahead(Adam)": lambda: tfopt.optimizers.Lookahead(keras.optimizers.Adam(5e-3)),
     "GradientCentralization(Adam)": lambda: tfopt.optimizers.GradientCentralization(keras.optimizers.Adam(5e-3)),
+    "Cautious(Adam)": lambda: tfopt.optimizers.Cautious(keras.optimizers.Adam(5e-3)),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

@@ -27,6 +27,7 @@ OPTIMIZERS = {
     "GradientCentralization": (
         lambda **kw: topt.GradientCentralization(keras.optimizers.SGD(1e-2, momentum=0.9, **kw)), True
     ),
+    "Cautious": (lambda **kw: topt.Cautious(keras.optimizers.Adam(1e-2, **kw)), True),
 }
 
 
@@ -186,7 +187,7 @@ def test_clipping_equals_feeding_clipped_gradients(optimizer_case, clipping):
 
 def test_exclude_from_weight_decay(optimizer_case):
     name, make, independent = optimizer_case
-    if name in ("Lookahead", "GradientCentralization"):
+    if name in ("Lookahead", "GradientCentralization", "Cautious"):
         wrapper = getattr(topt, name)
         make = lambda **kw: wrapper(keras.optimizers.AdamW(1e-2, **kw))  # noqa: E731
     names = ["bias", "kernel", "conv_kernel"]

@@ -7,6 +7,7 @@ Example:
 
 from tfopt.optimizers.adabelief import AdaBelief
 from tfopt.optimizers.adan import Adan
+from tfopt.optimizers.cautious import Cautious
 from tfopt.optimizers.ademamix import AdEMAMix
 from tfopt.optimizers.gradient_centralization import GradientCentralization
 from tfopt.optimizers.lars import LARS
@@ -21,6 +22,7 @@ __all__ = [
     "AdEMAMix",
     "AdaBelief",
     "Adan",
+    "Cautious",
     "GradientCentralization",
     "LARS",
     "LazyAdam",

@@ -37,6 +37,19 @@ def dense_gradient(gradient, dtype):
     return ops.cast(tf.convert_to_tensor(gradient), dtype)
 
 
+def replica_sum(tensors):
+    """`tensors` summed over the replicas of a `tf.distribute` strategy, as Keras sums gradients before a step.
+
+    A wrapper's `apply` runs in each replica with that replica's gradients; the inner optimizer sums them itself, so a
+    wrapper that reads the gradients (`Cautious`) must sum them too, or each replica would decide on its own part.
+    On one device (or outside a replica context) `tensors` are returned as they are.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return list(tensors)
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, list(tensors))
+
+
 def adam_bias_correction(beta_1, beta_2, step):
     """Adam's correction of the step size at the 1-based `step`: `sqrt(1 - beta_2**step) / (1 - beta_1**step)`.
 

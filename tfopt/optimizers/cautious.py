@@ -1,0 +1,68 @@
+"""`Cautious`: any optimizer's step, masked where it disagrees with the gradient's sign (Liang et al., 2024)."""
+
+import keras
+from keras import ops
+
+from tfopt.optimizers._common import OptimizerWrapper, dense_gradient, replica_sum
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class Cautious(OptimizerWrapper):
+    """Wraps any Keras 3 optimizer so that it only moves a weight the way its current gradient descends.
+
+    The inner optimizer takes its step; then, for each variable `w` with gradient `g` (the step before it is `w0`),
+    the elements whose step would climb along `g` are put back, and the rest are rescaled so that the step keeps its
+    size on average (`n` is the number of elements of `w`):
+
+    ```python
+    w0 = w
+    w = inner_optimizer.step(w, g)          # the inner update, u = w0 - w
+    mask = (w0 - w) * g > 0                 # u and g agree
+    w = w0 - (w0 - w) * mask * n / (sum(mask) + 1)
+    ```
+
+    This is the mask and scale of the authors' C-Optim code and of pytorch-optimizer 4.1.0's
+    `BaseOptimizer.apply_cautious` (`cautious=True`). One difference, with weight decay: those apply the decoupled
+    decay first and mask only the update, while this wrapper masks the inner optimizer's whole step, decay included
+    (where the mask is 0, the weight keeps its value and is not decayed that step); without weight decay the two are
+    the same. No argument reproduces the other convention; an inner optimizer with coupled (L2) decay, which goes
+    through the gradient, is masked the same way in both.
+
+    The mask is taken against the gradient handed to the wrapper, summed over the replicas under a `tf.distribute`
+    strategy as the inner optimizer sums it (clipping in the inner optimizer keeps its signs).
+    With the inner optimizer's `gradient_accumulation_steps`, the mask of an accumulated step compares it with the
+    last micro-batch's gradient. The learning rate, `iterations` and the variables are the inner optimizer's, as in
+    `LossScaleOptimizer`; the wrapper has no state of its own.
+
+    Args:
+        inner_optimizer: the `keras.optimizers.Optimizer` taking the steps: any of Keras's, tfopt's, or another
+            wrapper.
+        name: the optimizer's name. Defaults to "cautious".
+
+    Example:
+        >>> import keras
+        >>> from tfopt.optimizers.cautious import Cautious
+        >>> optimizer = Cautious(keras.optimizers.SGD(0.1, momentum=0.9))
+        >>> w = keras.Variable([1.0, 1.0])
+        >>> _ = optimizer.apply([keras.ops.convert_to_tensor([1.0, 1.0])], [w])
+        >>> _ = optimizer.apply([keras.ops.convert_to_tensor([1.0, -0.5])], [w])
+        >>> [round(float(x), 4) for x in w.numpy()]  # 2nd step: momentum would climb along w[1]'s gradient
+        [0.7433, 0.9333]
+
+    References:
+        - [Liang et al., 2024](https://arxiv.org/abs/2411.16085): Cautious Optimizers: Improving Training with One
+          Line of Code.
+        - [C-Optim](https://github.com/kyleliang919/C-Optim), the authors' code, and
+          [pytorch-optimizer](https://github.com/kozistr/pytorch_optimizer) 4.1.0 (`cautious=True`).
+    """
+
+    def _wrapped_apply(self, grads, trainable_variables):
+        pairs = [(g, v) for g, v in zip(grads, trainable_variables) if g is not None]
+        signs = replica_sum([dense_gradient(g, v.dtype) for g, v in pairs])  # as the inner optimizer sums them
+        before = [ops.copy(ops.convert_to_tensor(v)) for _, v in pairs]
+        self.inner_optimizer.apply(grads, trainable_variables)
+        for start, gradient, (_, variable) in zip(before, signs, pairs):
+            step = ops.convert_to_tensor(variable) - start
+            mask = ops.cast(step * gradient < 0, variable.dtype)
+            scale = ops.cast(ops.size(mask), variable.dtype) / (ops.sum(mask) + 1)
+            self.assign(variable, start + step * mask * scale)
