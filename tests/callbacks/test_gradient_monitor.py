@@ -239,3 +239,35 @@ def test_unknown_layer_names_raise_at_fit_start_listing_the_valid_ones(regressio
         "'block/inner', 'out'. Received: layers=['out', 'inner'] (unknown: 'inner')"
     )
     assert "apply" not in vars(model.optimizer)
+
+
+def test_steps_per_execution(regression_data):
+    x, y = regression_data
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, name="out")])
+    model.compile(keras.optimizers.SGD(0.01), "mse", steps_per_execution=2)
+    monitor = GradientMonitor(every=2)
+    model.fit(x[:56], y[:56], batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
+    assert monitor.steps == [0, 2, 4, 6, 8, 10, 12]  # 7 steps an epoch: each epoch's last call runs one step
+    with pytest.raises(ValueError) as raised:
+        model.fit(x, y, batch_size=8, verbose=0, callbacks=[GradientMonitor(every=1)])
+    assert str(raised.value) == (
+        "GradientMonitor: argument `every` must be >= the steps the model runs per train function call "
+        "(steps_per_execution=2): one record per call. Received: every=1"
+    )
+
+
+def test_an_embedding_and_its_sparse_gradient():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(10, 4, name="embedding"),
+                              keras.layers.Flatten(), keras.layers.Dense(1, name="out")])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x = np.array([[1, 1, 2], [3, 1, 4]], "int32")  # a repeated index: its rows of the gradient add up
+    y = np.array([[1.0], [-1.0]], "float32")
+    with tf.GradientTape() as tape:  # at the weights the first step starts from
+        loss = tf.reduce_mean(tf.square(y - model(x)))
+    gradient = tape.gradient(loss, model.trainable_variables[0])
+    assert isinstance(gradient, tf.IndexedSlices)
+    monitor = GradientMonitor(every=1)
+    model.fit(x, y, batch_size=2, verbose=0, callbacks=[monitor])
+    expected = np.linalg.norm(tf.convert_to_tensor(gradient).numpy())
+    assert monitor.gradient_norms["embedding"][0] == pytest.approx(expected, rel=1e-5)

@@ -13,6 +13,11 @@ _TITLES = {"gradient_norm": "gradient norm ||g||", "weight_norm": "weight norm |
            "update_ratio": "update-to-weight ratio ||Δw|| / ||w||"}
 
 
+def _per_execution_message(every, per_execution):
+    return (f"GradientMonitor: argument `every` must be >= the steps the model runs per train function call "
+            f"(steps_per_execution={per_execution}): one record per call. Received: every={every}")
+
+
 class GradientMonitor(_compat.Callback):
     """Records, every `every` steps, each layer's gradient norm, weight norm and update-to-weight ratio.
 
@@ -78,8 +83,8 @@ class GradientMonitor(_compat.Callback):
         self._writer = None
         self._saved_train_function = None
         self._traced = None  # (what it was traced for, probe, monitored train function): kept across fits
-        self._next_step = 0
-        self._begin = 0
+        self._call_start = 0
+        self._last_batch = None
 
     def __deepcopy__(self, memo):
         return type(self)(self.every, self.layers, self.log_dir)
@@ -128,10 +133,7 @@ class GradientMonitor(_compat.Callback):
         _gradient_probe.remove_stale_probe(optimizer)
         per_execution = getattr(self.model, "steps_per_execution", 1)
         if isinstance(per_execution, int) and per_execution > self.every:
-            raise ValueError(
-                f"GradientMonitor: argument `every` must be >= the model's steps_per_execution={per_execution} (one "
-                f"record per train function call). Received: every={self.every}"
-            )
+            raise ValueError(_per_execution_message(self.every, per_execution))
         groups = self._groups()
         self._names, self._rows, self.steps = list(groups), [], []
         plain = self.model.train_function
@@ -141,8 +143,8 @@ class GradientMonitor(_compat.Callback):
             probe = _gradient_probe.GradientProbe(groups, self.every, _compat.is_legacy(self.model))
             self._traced = (key, probe, None)
         _, self._probe, monitored = self._traced
-        self._next_step = int(optimizer.iterations.numpy())
-        self._probe.step.assign(self._next_step)
+        self._call_start, self._last_batch = int(optimizer.iterations.numpy()), None
+        self._probe.step.assign(self._call_start)
         self._writer = None if self.log_dir is None else tf.summary.create_file_writer(os.fspath(self.log_dir))
         self._saved_train_function = plain
         self._probe.install(optimizer)
@@ -166,22 +168,34 @@ class GradientMonitor(_compat.Callback):
 
         return guarded
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self._begin = batch
+    # The host reads a record at the start of the next train function call, or at the epoch's end; never in
+    # `on_train_batch_end`: a callback overriding it makes Keras 3 convert every step's logs to NumPy (a device sync
+    # each step) and turns off its asynchronous dispatch of batch-end hooks.
 
-    def on_train_batch_end(self, batch, logs=None):
-        count = batch - self._begin + 1
-        first = self._next_step
-        self._next_step += count
-        recorded = [step for step in range(first, self._next_step) if step % self.every == 0]
-        if recorded:  # at most one: steps_per_execution <= every
-            self._rows.append(self._probe.read())
-            self.steps.append(recorded[-1])
-            self._write(recorded[-1])
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last_batch = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._last_batch is not None:
+            self._collect(self._call_start + batch - self._last_batch)
+        self._last_batch = batch
 
     def on_epoch_end(self, epoch, logs=None):
-        # A last partial execution of an epoch runs fewer steps than the batch numbers say; one read per epoch.
-        self._next_step = int(self._probe.step.numpy())
+        if self._last_batch is not None:  # the last call may run fewer steps than steps_per_execution: ask
+            self._collect(int(self._probe.step.numpy()))
+        self._last_batch = None
+
+    def _collect(self, end):
+        """The last call ran the steps from `_call_start` to `end`: reads its record if it made one."""
+        recorded = [step for step in range(self._call_start, end) if step % self.every == 0]
+        self._call_start = end
+        if len(recorded) > 1:
+            self._restore()
+            raise ValueError(_per_execution_message(self.every, end - recorded[0]))
+        if recorded:
+            self._rows.append(self._probe.read())
+            self.steps.append(recorded[0])
+            self._write(recorded[0])
 
     def _write(self, step):
         if self._writer is None:
