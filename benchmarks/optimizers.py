@@ -44,6 +44,7 @@ OPTIMIZERS = {
     "Lookahead(Adam)": lambda: tfopt.optimizers.Lookahead(keras.optimizers.Adam(5e-3)),
     "GradientCentralization(Adam)": lambda: tfopt.optimizers.GradientCentralization(keras.optimizers.Adam(5e-3)),
     "Cautious(Adam)": lambda: tfopt.optimizers.Cautious(keras.optimizers.Adam(5e-3)),
+    "ADOPT": lambda: tfopt.optimizers.ADOPT(5e-3),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

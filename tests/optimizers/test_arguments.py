@@ -17,6 +17,7 @@ BOOLEANS = {
     "NovoGrad": ["grad_averaging", "amsgrad"],
     "Prodigy": ["bias_correction", "safeguard_warmup"],
     "LazyAdam": ["amsgrad"],
+    "ADOPT": ["decoupled_weight_decay"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

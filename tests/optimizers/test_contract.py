@@ -28,6 +28,7 @@ OPTIMIZERS = {
         lambda **kw: topt.GradientCentralization(keras.optimizers.SGD(1e-2, momentum=0.9, **kw)), True
     ),
     "Cautious": (lambda **kw: topt.Cautious(keras.optimizers.Adam(1e-2, **kw)), True),
+    "ADOPT": (lambda **kw: topt.ADOPT(learning_rate=1e-2, **kw), True),
 }
 
 
@@ -51,6 +52,8 @@ NON_DEFAULT = {
     "Prodigy": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, beta_3=0.9, epsilon=1e-6, d0=1e-4, d_coef=0.5,
                     growth_rate=1.02, bias_correction=True, safeguard_warmup=True, weight_decay=0.01),
     "LazyAdam": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, amsgrad=True, weight_decay=0.01),
+    "ADOPT": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, clip_exponent=0.5,
+                  decoupled_weight_decay=True, weight_decay=0.05),
 }
 
 

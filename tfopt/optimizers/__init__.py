@@ -7,8 +7,9 @@ Example:
 
 from tfopt.optimizers.adabelief import AdaBelief
 from tfopt.optimizers.adan import Adan
-from tfopt.optimizers.cautious import Cautious
 from tfopt.optimizers.ademamix import AdEMAMix
+from tfopt.optimizers.adopt import ADOPT
+from tfopt.optimizers.cautious import Cautious
 from tfopt.optimizers.gradient_centralization import GradientCentralization
 from tfopt.optimizers.lars import LARS
 from tfopt.optimizers.lazy_adam import LazyAdam
@@ -19,6 +20,7 @@ from tfopt.optimizers.radam import RAdam
 from tfopt.optimizers.yogi import Yogi
 
 __all__ = [
+    "ADOPT",
     "AdEMAMix",
     "AdaBelief",
     "Adan",
