@@ -112,3 +112,17 @@ def test_mixed_precision_records_unscaled_gradients():
         results.append(monitor)
     for name in LAYERS:
         np.testing.assert_allclose(results[0].gradient_norms[name], results[1].gradient_norms[name], rtol=1e-2)
+
+
+def test_jit_compile_records_what_the_traced_step_records():
+    x, y = _data()
+    results = []
+    for jit_compile in (True, False):
+        model = _model(tf_keras.optimizers.Adam(0.01))
+        model.compile(model.optimizer, "mse", jit_compile=jit_compile)
+        monitor = GradientMonitor(every=2)
+        model.fit(x, y, batch_size=64, epochs=3, shuffle=False, verbose=0, callbacks=[monitor])
+        results.append(monitor)
+    for name in LAYERS:
+        np.testing.assert_allclose(results[0].gradient_norms[name], results[1].gradient_norms[name], rtol=1e-5)
+        np.testing.assert_allclose(results[0].update_ratios[name], results[1].update_ratios[name], rtol=1e-4)

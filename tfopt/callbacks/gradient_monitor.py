@@ -39,8 +39,9 @@ class GradientMonitor(_compat.Callback):
     `gradient_norms`, `weight_norms`, `update_ratios`), reset at the start of each `fit`. During `fit` the model's
     optimizer is wrapped on that instance (Keras 3: `apply`; tf_keras: `apply_gradients`) and the train function
     traced anew (once: later fits of the same compiled model reuse that trace); both are put back when `fit` ends,
-    also if a train step raises. The callback keeps a float32 copy
-    of the monitored weights on the device (for the update ratio).
+    also if a train step raises. The callback keeps a float32 copy of the monitored weights on the device (for the
+    update ratio) and reads a record on the host once per recorded step. With `gradient_accumulation_steps`, each
+    micro-batch is a step: its gradient is the micro-batch's, its update ratio 0 until the accumulated update.
 
     Args:
         every: record every `every`-th step, an integer >= 1. Defaults to 10.
