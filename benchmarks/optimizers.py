@@ -45,6 +45,7 @@ OPTIMIZERS = {
     "GradientCentralization(Adam)": lambda: tfopt.optimizers.GradientCentralization(keras.optimizers.Adam(5e-3)),
     "Cautious(Adam)": lambda: tfopt.optimizers.Cautious(keras.optimizers.Adam(5e-3)),
     "ADOPT": lambda: tfopt.optimizers.ADOPT(5e-3),
+    "QHAdam": lambda: tfopt.optimizers.QHAdam(5e-3, beta_1=0.995, nu_1=0.7),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

@@ -18,6 +18,7 @@ BOOLEANS = {
     "Prodigy": ["bias_correction", "safeguard_warmup"],
     "LazyAdam": ["amsgrad"],
     "ADOPT": ["decoupled_weight_decay"],
+    "QHAdam": ["decoupled_weight_decay"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

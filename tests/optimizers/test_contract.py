@@ -29,6 +29,7 @@ OPTIMIZERS = {
     ),
     "Cautious": (lambda **kw: topt.Cautious(keras.optimizers.Adam(1e-2, **kw)), True),
     "ADOPT": (lambda **kw: topt.ADOPT(learning_rate=1e-2, **kw), True),
+    "QHAdam": (lambda **kw: topt.QHAdam(learning_rate=1e-2, nu_1=0.7, **kw), True),
 }
 
 
@@ -54,6 +55,8 @@ NON_DEFAULT = {
     "LazyAdam": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, amsgrad=True, weight_decay=0.01),
     "ADOPT": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-4, clip_exponent=0.5,
                   decoupled_weight_decay=True, weight_decay=0.05),
+    "QHAdam": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, nu_1=0.7, nu_2=0.9, epsilon=1e-4,
+                   decoupled_weight_decay=True, weight_decay=0.05),
 }
 
 

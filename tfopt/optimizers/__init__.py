@@ -16,6 +16,7 @@ from tfopt.optimizers.lazy_adam import LazyAdam
 from tfopt.optimizers.lookahead import Lookahead
 from tfopt.optimizers.novograd import NovoGrad
 from tfopt.optimizers.prodigy import Prodigy
+from tfopt.optimizers.qhadam import QHAdam
 from tfopt.optimizers.radam import RAdam
 from tfopt.optimizers.yogi import Yogi
 
@@ -31,6 +32,7 @@ __all__ = [
     "Lookahead",
     "NovoGrad",
     "Prodigy",
+    "QHAdam",
     "RAdam",
     "Yogi",
 ]

@@ -38,7 +38,8 @@ _KERAS = {"adadelta": "Adadelta", "adafactor": "Adafactor", "adagrad": "Adagrad"
           "adamw": "AdamW", "ftrl": "Ftrl", "lamb": "Lamb", "lion": "Lion", "nadam": "Nadam", "rmsprop": "RMSprop",
           "sgd": "SGD"}
 _TFOPT = {"adabelief": "AdaBelief", "adan": "Adan", "ademamix": "AdEMAMix", "adopt": "ADOPT", "lars": "LARS",
-          "lazy_adam": "LazyAdam", "novograd": "NovoGrad", "prodigy": "Prodigy", "radam": "RAdam", "yogi": "Yogi"}
+          "lazy_adam": "LazyAdam", "novograd": "NovoGrad", "prodigy": "Prodigy", "qhadam": "QHAdam", "radam": "RAdam",
+          "yogi": "Yogi"}
 _LOOKAHEAD = "lookahead_"
 OPTIMIZERS = tuple(sorted({**_KERAS, **_TFOPT}))
 SCHEDULES = ("constant", "cosine", "one_cycle", "warmup_cosine", "wsd")
@@ -64,7 +65,8 @@ def optimizer(hp, choices=("adam", "adamw", "radam", "adan", "lookahead_adam"), 
     """Registers the choice of optimizer and its rates on `hp`; returns the chosen optimizer.
 
     Names: Keras's adadelta, adafactor, adagrad, adam, adamax, adamw, ftrl, lamb, lion, nadam, rmsprop, sgd;
-    tfopt's adabelief, adan, ademamix, adopt, lars, lazy_adam, novograd, prodigy, radam, yogi; and `"lookahead_<name>"`,
+    tfopt's adabelief, adan, ademamix, adopt, lars, lazy_adam, novograd, prodigy, qhadam, radam, yogi; and
+    `"lookahead_<name>"`,
     any of those wrapped in `tfopt.optimizers.Lookahead` (its defaults). Every other argument of the optimizer keeps
     its default (Prodigy's `learning_rate` multiplies its own estimate: give it a range around 1).
 
