@@ -46,6 +46,7 @@ OPTIMIZERS = {
     "Cautious(Adam)": lambda: tfopt.optimizers.Cautious(keras.optimizers.Adam(5e-3)),
     "ADOPT": lambda: tfopt.optimizers.ADOPT(5e-3),
     "QHAdam": lambda: tfopt.optimizers.QHAdam(5e-3, beta_1=0.995, nu_1=0.7),
+    "LaProp": lambda: tfopt.optimizers.LaProp(2e-3),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

@@ -19,6 +19,7 @@ BOOLEANS = {
     "LazyAdam": ["amsgrad"],
     "ADOPT": ["decoupled_weight_decay"],
     "QHAdam": ["decoupled_weight_decay"],
+    "LaProp": ["centered", "amsgrad"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

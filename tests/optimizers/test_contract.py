@@ -30,6 +30,7 @@ OPTIMIZERS = {
     "Cautious": (lambda **kw: topt.Cautious(keras.optimizers.Adam(1e-2, **kw)), True),
     "ADOPT": (lambda **kw: topt.ADOPT(learning_rate=1e-2, **kw), True),
     "QHAdam": (lambda **kw: topt.QHAdam(learning_rate=1e-2, nu_1=0.7, **kw), True),
+    "LaProp": (lambda **kw: topt.LaProp(learning_rate=1e-2, **kw), True),
 }
 
 
@@ -57,6 +58,8 @@ NON_DEFAULT = {
                   decoupled_weight_decay=True, weight_decay=0.05),
     "QHAdam": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, nu_1=0.7, nu_2=0.9, epsilon=1e-4,
                    decoupled_weight_decay=True, weight_decay=0.05),
+    "LaProp": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-6, centered=True,
+                   steps_before_using_centered=3, amsgrad=True, weight_decay=0.05),
 }
 
 

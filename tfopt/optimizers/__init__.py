@@ -11,6 +11,7 @@ from tfopt.optimizers.ademamix import AdEMAMix
 from tfopt.optimizers.adopt import ADOPT
 from tfopt.optimizers.cautious import Cautious
 from tfopt.optimizers.gradient_centralization import GradientCentralization
+from tfopt.optimizers.laprop import LaProp
 from tfopt.optimizers.lars import LARS
 from tfopt.optimizers.lazy_adam import LazyAdam
 from tfopt.optimizers.lookahead import Lookahead
@@ -28,6 +29,7 @@ __all__ = [
     "Cautious",
     "GradientCentralization",
     "LARS",
+    "LaProp",
     "LazyAdam",
     "Lookahead",
     "NovoGrad",
