@@ -61,6 +61,40 @@ def test_training_resumed_from_a_mid_cycle_checkpoint_ends_where_the_uninterrupt
     assert resumed.history["beta_1"][-1] == pytest.approx(0.95)
 
 
+class StopAfterEpoch(keras.callbacks.Callback):
+    """Interrupts `fit` at the end of epoch `epoch` (as a killed job would)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("backup_first", [True, False], ids=["backup_first", "backup_last"])
+def test_backup_and_restore_resumes_the_cycle_whatever_the_callback_order(linear_model, regression_data, tmp_path,
+                                                                          backup_first):
+    """BackupAndRestore restores the optimizer's step in its on_train_begin: the policy reads the step afterwards,
+    at the first epoch, so it resumes mid-cycle even when listed before the backup."""
+    uninterrupted = linear_model(keras.optimizers.Adam(0.1))
+    _fit(uninterrupted, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=TOTAL)])
+
+    def callbacks(*extra):
+        policy, backup = OneCyclePolicy(max_lr=0.05, total_steps=TOTAL), keras.callbacks.BackupAndRestore(tmp_path)
+        return [backup, policy, *extra] if backup_first else [policy, backup, *extra]
+
+    model = linear_model(keras.optimizers.Adam(0.1))
+    with pytest.raises(KeyboardInterrupt):
+        _fit(model, regression_data, callbacks(StopAfterEpoch(1)))
+    resumed = linear_model(keras.optimizers.Adam(0.1))
+    history = _fit(resumed, regression_data, callbacks())
+    assert history.epoch == [2]
+    for weight, expected in zip(resumed.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_allclose(weight, expected, rtol=1e-6, atol=1e-7)
+
+
 class RateAndMomentum(keras.callbacks.Callback):
     """Records (learning rate, beta_1) as the optimizer used them in each batch."""
 

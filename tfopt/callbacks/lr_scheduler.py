@@ -88,9 +88,17 @@ class LRScheduler(_compat.Callback):
         self._require_float_learning_rate()
         self._table = _ScheduleTable(self.schedule)
         self._set_rate = _compat.learning_rate_setter(self.optimizer)
-        self._step = int(np.asarray(self.optimizer.iterations))
+        self._step = None  # read at the first epoch: after every callback's on_train_begin (BackupAndRestore's)
         self._last_rate = None
-        self._table(self._step)  # evaluate the first block now, not inside the first batch
+
+    def _current_step(self):
+        if self._step is None:
+            self._step = int(np.asarray(self.optimizer.iterations))
+            self._first_step(self._step)
+        return self._step
+
+    def _first_step(self, step):
+        self._table(step)  # evaluates the first block of rates now, not inside the first batch
 
     def _apply(self, step):
         rate = self._table(step)
@@ -100,15 +108,16 @@ class LRScheduler(_compat.Callback):
         return rate
 
     def on_epoch_begin(self, epoch, logs=None):
+        step = self._current_step()
         if self.unit == "epoch":
             self._apply(epoch)
         if self.verbose:
-            rate = self._table(epoch if self.unit == "epoch" else self._step)
+            rate = self._table(epoch if self.unit == "epoch" else step)
             print(f"\nEpoch {epoch + 1}: {type(self).__name__} sets the learning rate to {rate:.4g}.")
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.unit == "batch":
-            self._apply(self._step)
+            self._apply(self._current_step())
             self._step += 1
 
     def on_epoch_end(self, epoch, logs=None):

@@ -81,7 +81,11 @@ class OneCyclePolicy(LRScheduler):
             )
         self._momentum = make_traced(optimizer, self._momentum_name, self.model.distribute_strategy)
         self._momentum_table = _ScheduleTable(self.schedule.momentum(self.base_momentum, self.max_momentum))
-        self._momentum_table(self._step)
+
+    def _first_step(self, step):
+        super()._first_step(step)
+        if self._momentum_table is not None:
+            self._momentum_table(step)
 
     def _apply(self, step):
         rate = super()._apply(step)
