@@ -20,6 +20,7 @@ BOOLEANS = {
     "ADOPT": ["decoupled_weight_decay"],
     "QHAdam": ["decoupled_weight_decay"],
     "LaProp": ["centered", "amsgrad"],
+    "AdaBound": ["amsbound", "decoupled_weight_decay"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

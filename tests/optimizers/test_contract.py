@@ -31,6 +31,7 @@ OPTIMIZERS = {
     "ADOPT": (lambda **kw: topt.ADOPT(learning_rate=1e-2, **kw), True),
     "QHAdam": (lambda **kw: topt.QHAdam(learning_rate=1e-2, nu_1=0.7, **kw), True),
     "LaProp": (lambda **kw: topt.LaProp(learning_rate=1e-2, **kw), True),
+    "AdaBound": (lambda **kw: topt.AdaBound(learning_rate=1e-2, **kw), True),
 }
 
 
@@ -60,6 +61,8 @@ NON_DEFAULT = {
                    decoupled_weight_decay=True, weight_decay=0.05),
     "LaProp": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-6, centered=True,
                    steps_before_using_centered=3, amsgrad=True, weight_decay=0.05),
+    "AdaBound": dict(learning_rate=0.25, final_lr=0.05, beta_1=0.8, beta_2=0.99, gamma=1e-2, epsilon=1e-6,
+                     amsbound=True, decoupled_weight_decay=False, weight_decay=0.05),
 }
 
 

@@ -6,6 +6,7 @@ Example:
 """
 
 from tfopt.optimizers.adabelief import AdaBelief
+from tfopt.optimizers.adabound import AdaBound
 from tfopt.optimizers.adan import Adan
 from tfopt.optimizers.ademamix import AdEMAMix
 from tfopt.optimizers.adopt import ADOPT
@@ -25,6 +26,7 @@ __all__ = [
     "ADOPT",
     "AdEMAMix",
     "AdaBelief",
+    "AdaBound",
     "Adan",
     "Cautious",
     "GradientCentralization",
