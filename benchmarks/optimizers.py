@@ -48,6 +48,7 @@ OPTIMIZERS = {
     "QHAdam": lambda: tfopt.optimizers.QHAdam(5e-3, beta_1=0.995, nu_1=0.7),
     "LaProp": lambda: tfopt.optimizers.LaProp(2e-3),
     "AdaBound": lambda: tfopt.optimizers.AdaBound(5e-3),
+    "StableAdamW": lambda: tfopt.optimizers.StableAdamW(5e-3),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

@@ -21,6 +21,7 @@ BOOLEANS = {
     "QHAdam": ["decoupled_weight_decay"],
     "LaProp": ["centered", "amsgrad"],
     "AdaBound": ["amsbound", "decoupled_weight_decay"],
+    "StableAdamW": ["decoupled_weight_decay"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

@@ -32,6 +32,7 @@ OPTIMIZERS = {
     "QHAdam": (lambda **kw: topt.QHAdam(learning_rate=1e-2, nu_1=0.7, **kw), True),
     "LaProp": (lambda **kw: topt.LaProp(learning_rate=1e-2, **kw), True),
     "AdaBound": (lambda **kw: topt.AdaBound(learning_rate=1e-2, **kw), True),
+    "StableAdamW": (lambda **kw: topt.StableAdamW(learning_rate=1e-2, **{"weight_decay": 0.0, **kw}), True),
 }
 
 
@@ -63,6 +64,8 @@ NON_DEFAULT = {
                    steps_before_using_centered=3, amsgrad=True, weight_decay=0.05),
     "AdaBound": dict(learning_rate=0.25, final_lr=0.05, beta_1=0.8, beta_2=0.99, gamma=1e-2, epsilon=1e-6,
                      amsbound=True, decoupled_weight_decay=False, weight_decay=0.05),
+    "StableAdamW": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.95, epsilon=1e-6, decoupled_weight_decay=False,
+                        weight_decay=0.05),
 }
 
 

@@ -20,6 +20,7 @@ from tfopt.optimizers.novograd import NovoGrad
 from tfopt.optimizers.prodigy import Prodigy
 from tfopt.optimizers.qhadam import QHAdam
 from tfopt.optimizers.radam import RAdam
+from tfopt.optimizers.stable_adamw import StableAdamW
 from tfopt.optimizers.yogi import Yogi
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "Prodigy",
     "QHAdam",
     "RAdam",
+    "StableAdamW",
     "Yogi",
 ]
