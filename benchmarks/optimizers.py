@@ -49,6 +49,7 @@ OPTIMIZERS = {
     "LaProp": lambda: tfopt.optimizers.LaProp(2e-3),
     "AdaBound": lambda: tfopt.optimizers.AdaBound(5e-3),
     "StableAdamW": lambda: tfopt.optimizers.StableAdamW(5e-3),
+    "AdamP": lambda: tfopt.optimizers.AdamP(5e-3),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

@@ -22,6 +22,7 @@ BOOLEANS = {
     "LaProp": ["centered", "amsgrad"],
     "AdaBound": ["amsbound", "decoupled_weight_decay"],
     "StableAdamW": ["decoupled_weight_decay"],
+    "AdamP": ["nesterov"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

@@ -33,6 +33,7 @@ OPTIMIZERS = {
     "LaProp": (lambda **kw: topt.LaProp(learning_rate=1e-2, **kw), True),
     "AdaBound": (lambda **kw: topt.AdaBound(learning_rate=1e-2, **kw), True),
     "StableAdamW": (lambda **kw: topt.StableAdamW(learning_rate=1e-2, **{"weight_decay": 0.0, **kw}), True),
+    "AdamP": (lambda **kw: topt.AdamP(learning_rate=1e-2, **kw), True),
 }
 
 
@@ -66,6 +67,8 @@ NON_DEFAULT = {
                      amsbound=True, decoupled_weight_decay=False, weight_decay=0.05),
     "StableAdamW": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.95, epsilon=1e-6, decoupled_weight_decay=False,
                         weight_decay=0.05),
+    "AdamP": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-6, delta=0.2, wd_ratio=0.5, nesterov=True,
+                  weight_decay=0.05),
 }
 
 

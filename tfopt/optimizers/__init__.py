@@ -7,6 +7,7 @@ Example:
 
 from tfopt.optimizers.adabelief import AdaBelief
 from tfopt.optimizers.adabound import AdaBound
+from tfopt.optimizers.adamp import AdamP
 from tfopt.optimizers.adan import Adan
 from tfopt.optimizers.ademamix import AdEMAMix
 from tfopt.optimizers.adopt import ADOPT
@@ -28,6 +29,7 @@ __all__ = [
     "AdEMAMix",
     "AdaBelief",
     "AdaBound",
+    "AdamP",
     "Adan",
     "Cautious",
     "GradientCentralization",

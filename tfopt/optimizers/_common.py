@@ -203,3 +203,32 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
         return cls(inner_optimizer, **config)
+
+
+def radial_projection(variable, gradient, update, delta, epsilon):
+    """AdamP's and SGDP's projection (Heo et al., 2021): `update` without its radial part, where `variable` looks
+    scale-invariant. Returns `(update, projected)`, `projected` a scalar bool tensor; rank < 2 returns `update` as is.
+
+    As the authors' `_projection`: per output channel first, if the largest |cosine| of a channel's gradient and
+    weights is below `delta / sqrt(channel size)`; else over the whole variable, if its |cosine| is below
+    `delta / sqrt(size)`. The output channel is Keras's last axis (PyTorch's first).
+    """
+    if len(variable.shape) < 2:
+        return update, ops.zeros((), "bool")
+    w = ops.convert_to_tensor(variable)
+    axes = tuple(range(len(variable.shape) - 1))
+    size, channels = ops.size(w), variable.shape[-1]
+
+    def cosine(dot, g_squares, w_squares):
+        return ops.abs(dot / (ops.maximum(ops.sqrt(g_squares), epsilon) * ops.maximum(ops.sqrt(w_squares), epsilon)))
+
+    w_squares = ops.sum(ops.square(w), axis=axes, keepdims=True)
+    g_squares = ops.sum(ops.square(gradient), axis=axes, keepdims=True)
+    dot = ops.sum(gradient * w, axis=axes, keepdims=True)
+    per_channel = ops.max(cosine(dot, g_squares, w_squares)) < delta * ops.sqrt(channels / ops.cast(size, w.dtype))
+    whole = cosine(ops.sum(dot), ops.sum(g_squares), ops.sum(w_squares)) < delta / ops.sqrt(ops.cast(size, w.dtype))
+    norm = ops.where(per_channel, ops.sqrt(w_squares), ops.sqrt(ops.sum(w_squares))) + epsilon
+    unit = w / norm
+    radial = ops.where(per_channel, ops.sum(unit * update, axis=axes, keepdims=True), ops.sum(unit * update))
+    projected = ops.logical_or(per_channel, whole)
+    return update - ops.cast(projected, w.dtype) * unit * radial, projected

@@ -37,9 +37,9 @@ from tfopt.tuning import _hp
 _KERAS = {"adadelta": "Adadelta", "adafactor": "Adafactor", "adagrad": "Adagrad", "adam": "Adam", "adamax": "Adamax",
           "adamw": "AdamW", "ftrl": "Ftrl", "lamb": "Lamb", "lion": "Lion", "nadam": "Nadam", "rmsprop": "RMSprop",
           "sgd": "SGD"}
-_TFOPT = {"adabelief": "AdaBelief", "adabound": "AdaBound", "adan": "Adan", "ademamix": "AdEMAMix", "adopt": "ADOPT",
-          "laprop": "LaProp", "lars": "LARS", "lazy_adam": "LazyAdam", "novograd": "NovoGrad", "prodigy": "Prodigy",
-          "qhadam": "QHAdam", "radam": "RAdam", "stable_adamw": "StableAdamW", "yogi": "Yogi"}
+_TFOPT = {"adabelief": "AdaBelief", "adabound": "AdaBound", "adamp": "AdamP", "adan": "Adan", "ademamix": "AdEMAMix",
+          "adopt": "ADOPT", "laprop": "LaProp", "lars": "LARS", "lazy_adam": "LazyAdam", "novograd": "NovoGrad",
+          "prodigy": "Prodigy", "qhadam": "QHAdam", "radam": "RAdam", "stable_adamw": "StableAdamW", "yogi": "Yogi"}
 _LOOKAHEAD = "lookahead_"
 OPTIMIZERS = tuple(sorted({**_KERAS, **_TFOPT}))
 SCHEDULES = ("constant", "cosine", "one_cycle", "warmup_cosine", "wsd")
