@@ -50,6 +50,7 @@ OPTIMIZERS = {
     "AdaBound": lambda: tfopt.optimizers.AdaBound(5e-3),
     "StableAdamW": lambda: tfopt.optimizers.StableAdamW(5e-3),
     "AdamP": lambda: tfopt.optimizers.AdamP(5e-3),
+    "SGDP": lambda: tfopt.optimizers.SGDP(5e-2, momentum=0.9),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

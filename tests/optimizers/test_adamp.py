@@ -1,42 +1,20 @@
-"""AdamP against a NumPy port of the authors' code; `numpy_projection` is shared with test_sgdp.py."""
-
 import math
 import re
 
 import numpy as np
 import pytest
-from references import SHAPES, assert_all_close, gradient_sequence, initial_values, run_keras_optimizer
+from references import (
+    SHAPES,
+    assert_all_close,
+    gradient_sequence,
+    initial_values,
+    numpy_projection,
+    run_keras_optimizer,
+)
 
 from tfopt.optimizers.adamp import AdamP
 
 NAMES = ["bias", "kernel", "conv"]
-
-
-def cosine_similarity(x, y, eps):
-    """torch.nn.functional.cosine_similarity(x, y, dim=1, eps) (PyTorch 2.x: each norm clamped to eps)."""
-    norms = np.maximum(np.linalg.norm(x, axis=1), eps) * np.maximum(np.linalg.norm(y, axis=1), eps)
-    return np.sum(x * y, axis=1) / norms
-
-
-def numpy_projection(p, grad, perturb, delta, wd_ratio, eps, branches=None):
-    """The authors' `_projection` (clovaai/AdamP at 146287b, adamp.py and sgdp.py alike) on PyTorch's layout: Keras's
-    output axis (last) is moved first and back. `branches`, a list, collects "channel", "layer" or None."""
-    p, grad, perturb = (np.moveaxis(a, -1, 0) for a in (p, grad, perturb))
-    wd = 1
-    expand_size = [-1] + [1] * (len(p.shape) - 1)
-    views = {"channel": lambda x: x.reshape(x.shape[0], -1), "layer": lambda x: x.reshape(1, -1)}
-    for name, view_func in views.items():
-        cosine_sim = np.abs(cosine_similarity(view_func(grad), view_func(p), eps))
-        if cosine_sim.max() < delta / math.sqrt(view_func(p).shape[1]):
-            p_n = p / (np.linalg.norm(view_func(p), axis=1).reshape(expand_size) + eps)
-            perturb = perturb - p_n * view_func(p_n * perturb).sum(axis=1).reshape(expand_size)
-            wd = wd_ratio
-            if branches is not None:
-                branches.append(name)
-            return np.moveaxis(perturb, 0, -1), wd
-    if branches is not None:
-        branches.append(None)
-    return np.moveaxis(perturb, 0, -1), wd
 
 
 def authors_adamp(gradients, initial, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, delta=0.1,

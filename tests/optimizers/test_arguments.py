@@ -23,6 +23,7 @@ BOOLEANS = {
     "AdaBound": ["amsbound", "decoupled_weight_decay"],
     "StableAdamW": ["decoupled_weight_decay"],
     "AdamP": ["nesterov"],
+    "SGDP": ["nesterov"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

@@ -21,6 +21,7 @@ from tfopt.optimizers.novograd import NovoGrad
 from tfopt.optimizers.prodigy import Prodigy
 from tfopt.optimizers.qhadam import QHAdam
 from tfopt.optimizers.radam import RAdam
+from tfopt.optimizers.sgdp import SGDP
 from tfopt.optimizers.stable_adamw import StableAdamW
 from tfopt.optimizers.yogi import Yogi
 
@@ -41,6 +42,7 @@ __all__ = [
     "Prodigy",
     "QHAdam",
     "RAdam",
+    "SGDP",
     "StableAdamW",
     "Yogi",
 ]

@@ -39,7 +39,8 @@ _KERAS = {"adadelta": "Adadelta", "adafactor": "Adafactor", "adagrad": "Adagrad"
           "sgd": "SGD"}
 _TFOPT = {"adabelief": "AdaBelief", "adabound": "AdaBound", "adamp": "AdamP", "adan": "Adan", "ademamix": "AdEMAMix",
           "adopt": "ADOPT", "laprop": "LaProp", "lars": "LARS", "lazy_adam": "LazyAdam", "novograd": "NovoGrad",
-          "prodigy": "Prodigy", "qhadam": "QHAdam", "radam": "RAdam", "stable_adamw": "StableAdamW", "yogi": "Yogi"}
+          "prodigy": "Prodigy", "qhadam": "QHAdam", "radam": "RAdam", "sgdp": "SGDP", "stable_adamw": "StableAdamW",
+          "yogi": "Yogi"}
 _LOOKAHEAD = "lookahead_"
 OPTIMIZERS = tuple(sorted({**_KERAS, **_TFOPT}))
 SCHEDULES = ("constant", "cosine", "one_cycle", "warmup_cosine", "wsd")
