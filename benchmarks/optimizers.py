@@ -51,6 +51,7 @@ OPTIMIZERS = {
     "StableAdamW": lambda: tfopt.optimizers.StableAdamW(5e-3),
     "AdamP": lambda: tfopt.optimizers.AdamP(5e-3),
     "SGDP": lambda: tfopt.optimizers.SGDP(5e-2, momentum=0.9),
+    "MADGRAD": lambda: tfopt.optimizers.MADGRAD(1e-2),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

@@ -24,6 +24,7 @@ BOOLEANS = {
     "StableAdamW": ["decoupled_weight_decay"],
     "AdamP": ["nesterov"],
     "SGDP": ["nesterov"],
+    "MADGRAD": ["decoupled_weight_decay"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

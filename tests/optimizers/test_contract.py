@@ -35,6 +35,7 @@ OPTIMIZERS = {
     "StableAdamW": (lambda **kw: topt.StableAdamW(learning_rate=1e-2, **{"weight_decay": 0.0, **kw}), True),
     "AdamP": (lambda **kw: topt.AdamP(learning_rate=1e-2, **kw), True),
     "SGDP": (lambda **kw: topt.SGDP(learning_rate=5e-2, momentum=0.9, **kw), True),
+    "MADGRAD": (lambda **kw: topt.MADGRAD(learning_rate=1e-2, **kw), True),
 }
 
 
@@ -72,6 +73,7 @@ NON_DEFAULT = {
                   weight_decay=0.05),
     "SGDP": dict(learning_rate=0.25, momentum=0.8, dampening=0.1, epsilon=1e-6, delta=0.2, wd_ratio=0.5,
                  nesterov=True, weight_decay=0.05),
+    "MADGRAD": dict(learning_rate=0.25, momentum=0.8, epsilon=1e-4, decoupled_weight_decay=True, weight_decay=0.05),
 }
 
 

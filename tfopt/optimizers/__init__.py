@@ -17,6 +17,7 @@ from tfopt.optimizers.laprop import LaProp
 from tfopt.optimizers.lars import LARS
 from tfopt.optimizers.lazy_adam import LazyAdam
 from tfopt.optimizers.lookahead import Lookahead
+from tfopt.optimizers.madgrad import MADGRAD
 from tfopt.optimizers.novograd import NovoGrad
 from tfopt.optimizers.prodigy import Prodigy
 from tfopt.optimizers.qhadam import QHAdam
@@ -38,6 +39,7 @@ __all__ = [
     "LaProp",
     "LazyAdam",
     "Lookahead",
+    "MADGRAD",
     "NovoGrad",
     "Prodigy",
     "QHAdam",

@@ -38,9 +38,9 @@ _KERAS = {"adadelta": "Adadelta", "adafactor": "Adafactor", "adagrad": "Adagrad"
           "adamw": "AdamW", "ftrl": "Ftrl", "lamb": "Lamb", "lion": "Lion", "nadam": "Nadam", "rmsprop": "RMSprop",
           "sgd": "SGD"}
 _TFOPT = {"adabelief": "AdaBelief", "adabound": "AdaBound", "adamp": "AdamP", "adan": "Adan", "ademamix": "AdEMAMix",
-          "adopt": "ADOPT", "laprop": "LaProp", "lars": "LARS", "lazy_adam": "LazyAdam", "novograd": "NovoGrad",
-          "prodigy": "Prodigy", "qhadam": "QHAdam", "radam": "RAdam", "sgdp": "SGDP", "stable_adamw": "StableAdamW",
-          "yogi": "Yogi"}
+          "adopt": "ADOPT", "laprop": "LaProp", "lars": "LARS", "lazy_adam": "LazyAdam", "madgrad": "MADGRAD",
+          "novograd": "NovoGrad", "prodigy": "Prodigy", "qhadam": "QHAdam", "radam": "RAdam", "sgdp": "SGDP",
+          "stable_adamw": "StableAdamW", "yogi": "Yogi"}
 _LOOKAHEAD = "lookahead_"
 OPTIMIZERS = tuple(sorted({**_KERAS, **_TFOPT}))
 SCHEDULES = ("constant", "cosine", "one_cycle", "warmup_cosine", "wsd")
