@@ -52,6 +52,7 @@ OPTIMIZERS = {
     "AdamP": lambda: tfopt.optimizers.AdamP(5e-3),
     "SGDP": lambda: tfopt.optimizers.SGDP(5e-2, momentum=0.9),
     "MADGRAD": lambda: tfopt.optimizers.MADGRAD(1e-2),
+    "MARS": lambda: tfopt.optimizers.MARS(3e-3),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

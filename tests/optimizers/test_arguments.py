@@ -25,6 +25,7 @@ BOOLEANS = {
     "AdamP": ["nesterov"],
     "SGDP": ["nesterov"],
     "MADGRAD": ["decoupled_weight_decay"],
+    "MARS": ["optimize_1d", "amsgrad"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

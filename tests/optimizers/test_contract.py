@@ -36,6 +36,7 @@ OPTIMIZERS = {
     "AdamP": (lambda **kw: topt.AdamP(learning_rate=1e-2, **kw), True),
     "SGDP": (lambda **kw: topt.SGDP(learning_rate=5e-2, momentum=0.9, **kw), True),
     "MADGRAD": (lambda **kw: topt.MADGRAD(learning_rate=1e-2, **kw), True),
+    "MARS": (lambda **kw: topt.MARS(learning_rate=1e-2, learning_rate_1d=1e-2, **{"weight_decay_1d": 0.0, **kw}), True),
 }
 
 
@@ -74,6 +75,9 @@ NON_DEFAULT = {
     "SGDP": dict(learning_rate=0.25, momentum=0.8, dampening=0.1, epsilon=1e-6, delta=0.2, wd_ratio=0.5,
                  nesterov=True, weight_decay=0.05),
     "MADGRAD": dict(learning_rate=0.25, momentum=0.8, epsilon=1e-4, decoupled_weight_decay=True, weight_decay=0.05),
+    "MARS": dict(learning_rate=0.25, beta_1=0.9, beta_2=0.95, gamma=0.05, mars_type="lion", optimize_1d=True,
+                 learning_rate_1d=0.125, beta_1_1d=0.8, beta_2_1d=0.9, weight_decay_1d=0.2, amsgrad=True, epsilon=1e-6,
+                 weight_decay=0.05),
 }
 
 

@@ -18,6 +18,7 @@ from tfopt.optimizers.lars import LARS
 from tfopt.optimizers.lazy_adam import LazyAdam
 from tfopt.optimizers.lookahead import Lookahead
 from tfopt.optimizers.madgrad import MADGRAD
+from tfopt.optimizers.mars import MARS
 from tfopt.optimizers.novograd import NovoGrad
 from tfopt.optimizers.prodigy import Prodigy
 from tfopt.optimizers.qhadam import QHAdam
@@ -40,6 +41,7 @@ __all__ = [
     "LazyAdam",
     "Lookahead",
     "MADGRAD",
+    "MARS",
     "NovoGrad",
     "Prodigy",
     "QHAdam",
