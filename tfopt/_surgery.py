@@ -56,8 +56,17 @@ def check_copyable(owner, model):
     )
 
 
+def is_operation(node):
+    """True for a `keras.ops` call of a Keras 3 functional graph (`ops.add`, slicing, ...): an `Operation` that is no
+    layer, so it holds no weights and can be called again as it is."""
+    return isinstance(node, keras.Operation) and not isinstance(node, keras.layers.Layer)
+
+
 def copy_layer(layer):
-    """A new, unbuilt layer with `layer`'s class and configuration (either Keras)."""
+    """A new, unbuilt layer with `layer`'s class and configuration (either Keras); a `keras.ops` operation, which
+    holds no state, is returned as it is."""
+    if is_operation(layer):
+        return layer
     return type(layer).from_config(layer.get_config())
 
 
@@ -84,9 +93,10 @@ class WeightFills:
         self._pending.append((target, weights))
 
     def copy(self, layer):
-        """A copy of `layer` that will receive `layer`'s weights."""
+        """A copy of `layer` that will receive `layer`'s weights (a `keras.ops` operation: itself)."""
         duplicate = copy_layer(layer)
-        self.add(duplicate, layer.get_weights())
+        if duplicate is not layer:
+            self.add(duplicate, layer.get_weights())
         return duplicate
 
     def apply(self):

@@ -200,6 +200,20 @@ def test_nested_models_are_pruned_inside(mlp, mlp_data):
     np.testing.assert_allclose(pruned.predict(mlp_data[0], verbose=0), outer.predict(mlp_data[0], verbose=0))
 
 
+def test_a_functional_model_with_keras_ops_calls_is_pruned(mlp_data):
+    """`keras.ops` calls are nodes of a functional graph that hold no weights: copied as they are, not layers."""
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(8, name="hidden")(inputs)
+    shifted = keras.ops.relu(keras.ops.add(hidden[:, :6], 1.0))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="out")(shifted))
+    pruned = tprune.prune_low_magnitude(model, tprune.ConstantSparsity(0.5, begin_step=0, frequency=1))
+    assert [layer.layer.name for layer in tprune.wrapper.pruned_layers(pruned)] == ["hidden", "out"]
+    np.testing.assert_allclose(pruned.predict(mlp_data[0], verbose=0), model.predict(mlp_data[0], verbose=0))
+    pruned.compile("adam", "mse")
+    pruned.fit(*mlp_data, epochs=1, verbose=0, callbacks=[tprune.UpdatePruningStep()])
+    assert [entry.sparsity for entry in tprune.sparsity(tprune.strip_pruning(pruned))] == [0.5, 0.5]
+
+
 class Subclassed(keras.Model):
     def __init__(self):
         super().__init__()

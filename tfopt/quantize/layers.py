@@ -27,6 +27,15 @@ def _is_activation_name(name):
     return True
 
 
+def _leading_shape(inputs, trailing):
+    """The shape of `inputs` without its last `trailing` axes: static where known (-1 for the batch), so that
+    TFLite's RESHAPE takes a constant shape instead of ops computing it."""
+    known = inputs.shape[1:len(inputs.shape) - trailing]
+    if all(size is not None for size in known):
+        return (-1, *known)
+    return tuple(ops.shape(inputs)[:-trailing])
+
+
 def _per_channel_axis(layer):
     """The kernel axis of the output channels (None: Dense is quantized per tensor; TFLite needs it so)."""
     if isinstance(layer, keras.layers.Dense):
@@ -152,13 +161,19 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
     def call(self, inputs, training=None):
         kernel, bias = self.folded_weights()
         kernel = fake_quant_weights(kernel, _per_channel_axis(self.layer), self._weight_bits)
-        outputs = self._linear(ops.cast(inputs, kernel.dtype), kernel) + bias
+        inputs = ops.cast(inputs, kernel.dtype)
+        sequence = isinstance(self.layer, keras.layers.Dense) and len(inputs.shape) > 2
+        if sequence:  # (batch, ..., features): one 2-D matmul whose output, bias included, is quantized in 2-D
+            leading = _leading_shape(inputs, 1)
+            inputs = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        outputs = self._linear(inputs, kernel) + bias
         if self.pre_activation_quantizer is not None:
             outputs = self.pre_activation_quantizer(outputs, training=training)
         activation = _ACTIVATIONS.get(self.activation) if self._fused else keras.activations.get(self.activation)
         if activation is not None:
             outputs = activation(outputs)
-        return self.output_quantizer(outputs, training=training)
+        outputs = self.output_quantizer(outputs, training=training)
+        return ops.reshape(outputs, (*leading, self._channels)) if sequence else outputs
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

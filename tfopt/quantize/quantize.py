@@ -5,7 +5,9 @@ import keras
 from tfopt import _checks, _compat, _surgery
 from tfopt.prune import PruneLowMagnitude
 from tfopt.quantize import schemes
+from tfopt.quantize.attention import QuantizeEinsumDense, QuantizeMultiHeadAttention
 from tfopt.quantize.layers import FOLDABLE, FUSABLE_ACTIVATIONS, QuantizeConvolution, QuantizeOutputs
+from tfopt.quantize.normalization import QuantizeEmbedding, QuantizeLayerNormalization
 from tfopt.quantize.quantizers import QuantizeActivation
 
 _OWNER = "quantize_model"
@@ -21,12 +23,23 @@ OUTPUT_QUANTIZED = (  # a new range for their outputs
     _L.GlobalAveragePooling2D, _L.ReLU, _L.Activation, _L.Softmax, _L.LeakyReLU, _L.BatchNormalization,
     _L.UpSampling2D, _L.Rescaling,
 )
+REWRITTEN = {  # layers computed again by a QAT layer of their own
+    _L.MultiHeadAttention: QuantizeMultiHeadAttention, _L.EinsumDense: QuantizeEinsumDense,
+    _L.LayerNormalization: QuantizeLayerNormalization, _L.Embedding: QuantizeEmbedding,
+}
+SCALE_PRESERVING_OPS = (  # `keras.ops` calls TFLite runs with the input's scale for the output
+    "GetItem", "Slice", "Take", "Split", "Reshape", "Ravel", "Transpose", "Moveaxis", "Swapaxes", "ExpandDims",
+    "Squeeze", "Tile", "Repeat", "BroadcastTo", "Max", "Min",
+)
 NO_INT16_KERNEL = (_L.Concatenate,)  # the converter rejects int16 CONCATENATION in 16x8 mode
-_SUPPORTED = ", ".join(cls.__name__ for cls in FOLDABLE + OUTPUT_QUANTIZED + PASS_THROUGH)
+_SUPPORTED = ", ".join(cls.__name__ for cls in FOLDABLE + tuple(REWRITTEN) + OUTPUT_QUANTIZED + PASS_THROUGH)
 
 
 def _activation_name(layer):
-    """'relu' or 'relu6' if `layer` is a ReLU/ReLU6 (as a ReLU or Activation layer), else None."""
+    """'relu' or 'relu6' if `layer` is a ReLU/ReLU6 (a ReLU or Activation layer, or `ops.relu`/`ops.relu6`), else
+    None."""
+    if _surgery.is_operation(layer):
+        return {"Relu": "relu", "Relu6": "relu6"}.get(type(layer).__name__)
     if isinstance(layer, _L.ReLU):
         plain = layer.negative_slope == 0 and layer.threshold == 0
         return {None: "relu", 6.0: "relu6"}.get(layer.max_value) if plain else None
@@ -105,6 +118,8 @@ class _Rebuilder:
         return name
 
     def _quantize_input(self, tensor):
+        if "float" not in str(tensor.dtype):  # integer ids (an Embedding's) stay as they are
+            return tensor
         if id(tensor) not in self.quantized_inputs:
             named = tensor.name and not tensor.name.startswith("keras_tensor")  # an Input given a name
             name = f"quantize_{tensor.name}" if named else self._free_name("quantize_input")
@@ -124,6 +139,9 @@ class _Rebuilder:
             return QuantizeConvolution(self.fills.copy(layer), norm, activation, self.scheme, self.preserve_sparsity)
         if isinstance(layer, PASS_THROUGH):
             return self.fills.copy(layer)
+        rewritten = next((qat for cls, qat in REWRITTEN.items() if isinstance(layer, cls)), None)
+        if rewritten is not None and not _skipped(layer, self.skip):
+            return rewritten(self.fills.copy(layer), self.scheme)
         if isinstance(layer, OUTPUT_QUANTIZED) or _skipped(layer, self.skip):
             return QuantizeOutputs(self.fills.copy(layer), self.scheme)
         raise ValueError(
@@ -138,11 +156,27 @@ class _Rebuilder:
             lambda t: self._quantize_input(t) if isinstance(t, keras.KerasTensor) and id(t) not in self.produced
             else t, args,
         )
-        if id(layer) not in self.replacements:  # a shared layer stays shared
-            self.replacements[id(layer)] = self._layer_for(layer)
-        outputs = self.replacements[id(layer)](*args, **kwargs)
+        if _surgery.is_operation(layer):
+            outputs = self._operation(layer, args, kwargs)
+        else:
+            if id(layer) not in self.replacements:  # a shared layer stays shared
+                self.replacements[id(layer)] = self._layer_for(layer)
+            outputs = self.replacements[id(layer)](*args, **kwargs)
         self.produced.update(id(t) for t in keras.tree.flatten(outputs))
         return outputs
+
+    def _operation(self, operation, args, kwargs):
+        """A `keras.ops` call, its float outputs given a learned range unless TFLite keeps the input's scale."""
+        outputs = operation(*args, **kwargs)
+        if type(operation).__name__ in SCALE_PRESERVING_OPS:
+            return outputs
+
+        def quantized(tensor):
+            if not isinstance(tensor, keras.KerasTensor) or "float" not in str(tensor.dtype):
+                return tensor
+            return QuantizeActivation(self.scheme, name=self._free_name(f"quantize_{operation.name}"))(tensor)
+
+        return keras.tree.map_structure(quantized, outputs)
 
 
 def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
@@ -154,11 +188,18 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
 
     ```python
     Conv/DepthwiseConv2D/Dense [-> BatchNormalization] [-> ReLU/ReLU6]   -> one QuantizeConvolution (BN folded,
-                                                                            kernel int8, ReLU fused)
+                                                                            kernel int8, ReLU fused; GELU and other
+                                                                            activations after their own range)
+    MultiHeadAttention, EinsumDense, LayerNormalization, Embedding      -> QuantizeMultiHeadAttention, ... (every
+                                                                            inner tensor with a learned range)
     Add, Concatenate, global average pooling, other activations, BN     -> QuantizeOutputs (output range learned)
     max/average pooling, Flatten, Reshape, Dropout, padding, cropping   -> unchanged (same range in and out)
-    each model input                                                    -> a QuantizeActivation first
+    keras.ops calls (x + y, ops.mean, ...)                              -> the call, then a QuantizeActivation
+    keras.ops slicing, reshape, transpose, ...; integer results         -> unchanged
+    each float model input                                              -> a QuantizeActivation first
     ```
+    `tfopt.quantize.attention` and `tfopt.quantize.normalization` say which TFLite ops the Transformer layers
+    become.
     A tf_keras model is handed to tfmot's `quantize_model` (scheme "int8" only).
 
     Args:

@@ -1,0 +1,192 @@
+"""Quantization-aware EinsumDense and MultiHeadAttention for Keras 3 Transformers.
+
+What each becomes in TFLite, measured with TensorFlow 2.21's converter on `quantize_model`'s output (int8 scheme):
+
+| layer                 | TFLite ops (all int8)                                                               |
+| --------------------- | ----------------------------------------------------------------------------------- |
+| EinsumDense           | FULLY_CONNECTED (+ RESHAPE around it for rank-3 inputs); its activation after it     |
+| MultiHeadAttention    | 3 x FULLY_CONNECTED (query, key, value projections), BATCH_MATMUL (scores), SOFTMAX, |
+|                       | BATCH_MATMUL (context), FULLY_CONNECTED (output projection), TRANSPOSE/RESHAPE       |
+
+`QuantizeMultiHeadAttention` recomputes attention from the layer's own projections so that every tensor between two
+ops has a learned range: the query, key and value projections, the scores, the softmax probabilities, the context
+and the output. The 1/sqrt(key_dim) scale of the scores is folded into the query projection (the same numbers, one
+op fewer). It serves self- and cross-attention over rank-3 inputs (batch, sequence, features) with the default
+`attention_axes`; attention masks (`attention_mask`, `use_causal_mask`, Keras masking) raise a ValueError.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from tfopt import _checks
+from tfopt.quantize import schemes
+from tfopt.quantize.layers import _leading_shape
+from tfopt.quantize.quantizers import QuantizationAware, QuantizeActivation, fake_quant_weights
+
+
+def _as_matmul(equation, input_rank, kernel_rank):
+    """How many trailing input axes `equation` contracts with the kernel's leading ones, if it is a matmul in
+    disguise (`"abc,cde->abde"`: inputs (..., c) times kernel (c, d, e)); else None."""
+    inputs, rest = equation.split(",")
+    kernel, output = rest.split("->")
+    for count in range(1, min(input_rank, kernel_rank) + 1):
+        kept, contracted = inputs[:-count], inputs[-count:]
+        if kernel[:count] == contracted and output == kept + kernel[count:] and count < kernel_rank:
+            return count
+    return None
+
+
+def _project(dense, inputs, quantizer, bits, scale=1.0, training=None):
+    """`dense` (an EinsumDense) with its kernel fake-quantized (per tensor) and its output range learned.
+
+    A dense-like equation runs as one 2-D matmul plus bias, quantized before the reshape to the output's shape:
+    TFLite then has one int8 FULLY_CONNECTED with its bias fused (an einsum leaves the bias add after a reshape,
+    so the matmul's output has no range and stays float).
+    """
+    kernel = fake_quant_weights(dense.kernel * scale, None, bits)
+    inputs = ops.cast(inputs, kernel.dtype)
+    bias = None if dense.bias is None else dense.bias * scale
+    contracted = _as_matmul(dense.equation, len(inputs.shape), len(kernel.shape))
+    if contracted is None or (bias is not None and tuple(bias.shape) != tuple(kernel.shape[contracted:])):
+        outputs = ops.einsum(dense.equation, inputs, kernel)
+        return quantizer(outputs if bias is None else outputs + bias, training=training)
+    leading, depth = _leading_shape(inputs, contracted), math.prod(kernel.shape[:contracted])
+    outputs = ops.matmul(ops.reshape(inputs, (-1, depth)), ops.reshape(kernel, (depth, -1)))
+    if bias is not None:
+        outputs = outputs + ops.reshape(bias, (-1,))
+    outputs = quantizer(outputs, training=training)
+    return ops.reshape(outputs, (*leading, *kernel.shape[contracted:]))
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizeEinsumDense(QuantizationAware, keras.layers.Wrapper):
+    """An EinsumDense with its kernel fake-quantized (int8, per tensor) and its output range learned.
+
+    Args:
+        layer: a Keras 3 EinsumDense.
+        scheme: "int8" or "16x8". Defaults to `"int8"`.
+        **kwargs: base layer keywords; `name` defaults to `"quantize_" + layer.name`.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from tfopt.quantize.attention import QuantizeEinsumDense
+    >>> layer = QuantizeEinsumDense(keras.layers.EinsumDense("btd,de->bte", output_shape=(None, 3), bias_axes="e"))
+    >>> tuple(layer(np.ones((2, 5, 4), "float32"), training=True).shape)
+    (2, 5, 3)
+    """
+
+    def __init__(self, layer, scheme="int8", **kwargs):
+        _checks.instance(type(self).__name__, "layer", layer, keras.layers.EinsumDense, "a Keras 3 EinsumDense")
+        kwargs.setdefault("name", f"quantize_{layer.name}")
+        super().__init__(layer, autocast=False, **kwargs)
+        self.scheme = scheme
+        self._bits = schemes.get(type(self).__name__, scheme).weight_bits
+        self.activation = keras.activations.serialize(layer.activation)
+        linear = self.activation == "linear"
+        self.pre_activation_quantizer = None if linear else QuantizeActivation(scheme, name="pre_activation")
+        self.output_quantizer = QuantizeActivation(scheme, name="output_quantizer")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for quantizer in (self.pre_activation_quantizer, self.output_quantizer):
+            if quantizer is not None:
+                quantizer.build()
+
+    def call(self, inputs, training=None):
+        if self.pre_activation_quantizer is None:
+            return _project(self.layer, inputs, self.output_quantizer, self._bits, training=training)
+        outputs = _project(self.layer, inputs, self.pre_activation_quantizer, self._bits, training=training)
+        return self.output_quantizer(self.layer.activation(outputs), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "scheme": self.scheme}
+
+
+_STAGES = ("query", "key", "value", "scores", "probabilities", "context", "output")
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizeMultiHeadAttention(QuantizationAware, keras.layers.Wrapper):
+    """A MultiHeadAttention whose projections have fake-quantized kernels and whose every intermediate tensor (query,
+    key, value, scores, probabilities, context, output) has a learned range, so TFLite runs it in int8.
+
+    ```python
+    q = quantize(einsum(query, Wq / sqrt(key_dim)) + bq / sqrt(key_dim))     # k, v alike, without the scale
+    scores = quantize(einsum("bsnh,btnh->bnts", k, q))
+    probabilities = quantize(softmax(scores))            # int8: TFLite's fixed [0, 255/256]; dropout in training
+    context = quantize(einsum("bnts,bsnh->btnh", probabilities, v))
+    output = quantize(einsum(context, Wo) + bo)
+    ```
+
+    Args:
+        layer: a Keras 3 MultiHeadAttention (rank-3 inputs, default `attention_axes`).
+        scheme: "int8" or "16x8". Defaults to `"int8"`.
+        **kwargs: base layer keywords; `name` defaults to `"quantize_" + layer.name`.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from tfopt.quantize.attention import QuantizeMultiHeadAttention
+    >>> attention = QuantizeMultiHeadAttention(keras.layers.MultiHeadAttention(num_heads=2, key_dim=4))
+    >>> x = np.ones((1, 3, 8), "float32")
+    >>> tuple(attention(x, x, training=True).shape)
+    (1, 3, 8)
+    """
+
+    def __init__(self, layer, scheme="int8", **kwargs):
+        owner = type(self).__name__
+        _checks.instance(owner, "layer", layer, keras.layers.MultiHeadAttention, "a Keras 3 MultiHeadAttention")
+        axes = layer.attention_axes
+        _checks.satisfies(owner, "layer", layer.name, axes is None or tuple(axes) in ((1,), (-2,)),
+                          "a MultiHeadAttention attending over the sequence axis (attention_axes None, (1,))")
+        kwargs.setdefault("name", f"quantize_{layer.name}")
+        super().__init__(layer, autocast=False, **kwargs)
+        self.scheme = scheme
+        self._bits = schemes.get(owner, scheme).weight_bits
+        stages = [stage for stage in _STAGES if stage != "probabilities" or scheme != "int8"]
+        self.quantizers = {stage: QuantizeActivation(scheme, name=f"{stage}_quantizer") for stage in stages}
+        self.dropout = keras.layers.Dropout(layer.dropout)
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        for name, shape in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
+            _checks.satisfies(type(self).__name__, name, shape, shape is None or len(shape) == 3,
+                              "of rank 3 (batch, sequence, features)")
+        if not self.layer.built:
+            self.layer.build(query_shape, value_shape, key_shape)
+        for quantizer in self.quantizers.values():
+            quantizer.build()
+        self.built = True
+
+    def call(self, query, value, key=None, attention_mask=None, return_attention_scores=False, training=None,
+             use_causal_mask=False, query_mask=None, value_mask=None, key_mask=None):
+        masks = {"attention_mask": attention_mask, "use_causal_mask": use_causal_mask or None,
+                 "query_mask": query_mask, "value_mask": value_mask, "key_mask": key_mask}
+        given = [name for name, mask in masks.items() if mask is not None]
+        _checks.satisfies(type(self).__name__, given[0] if given else "mask", "<a mask>", not given,
+                          "None: masked attention is not quantized yet; keep the layer in float with "
+                          "`quantize_model(skip=[...])`")
+        layer, q = self.layer, self.quantizers
+        key = value if key is None else key
+        query = _project(layer.query_dense, query, q["query"], self._bits, 1.0 / math.sqrt(layer.key_dim), training)
+        key = _project(layer.key_dense, key, q["key"], self._bits, training=training)
+        value = _project(layer.value_dense, value, q["value"], self._bits, training=training)
+        scores = q["scores"](ops.einsum("bsnh,btnh->bnts", key, query), training=training)
+        probabilities = ops.softmax(scores, axis=-1)
+        if self.scheme == "int8":  # TFLite's int8 SOFTMAX writes scale 1/256, zero point -128: [0, 255/256]
+            probabilities = keras.quantizers.fake_quant_with_min_max_vars(probabilities, 0.0, 255.0 / 256.0)
+        else:
+            probabilities = q["probabilities"](probabilities, training=training)
+        context = ops.einsum("bnts,bsnh->btnh", self.dropout(probabilities, training=training), value)
+        context = q["context"](context, training=training)
+        outputs = _project(layer.output_dense, context, q["output"], self._bits, training=training)
+        return (outputs, probabilities) if return_attention_scores else outputs
+
+    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
+        return self.layer.compute_output_shape(query_shape, value_shape, key_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "scheme": self.scheme}
