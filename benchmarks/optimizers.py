@@ -53,6 +53,7 @@ OPTIMIZERS = {
     "SGDP": lambda: tfopt.optimizers.SGDP(5e-2, momentum=0.9),
     "MADGRAD": lambda: tfopt.optimizers.MADGRAD(1e-2),
     "MARS": lambda: tfopt.optimizers.MARS(3e-3),
+    "ScheduleFreeSGD": lambda: tfopt.optimizers.ScheduleFreeSGD(0.2),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"
@@ -133,6 +134,7 @@ def main(argv=None):
     parser.add_argument("--per-set", type=int, default=12, help="rounds per set of new models")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the accuracy runs (5; quick: 1)")
     parser.add_argument("--quick", action="store_true", help=f"a few short rounds of {', '.join(QUICK)} only")
+    parser.add_argument("--only", nargs="+", choices=list(OPTIMIZERS), help="these optimizers (and Adam) only")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 24)
     steps = args.steps or (5 if args.quick else 15)
@@ -142,6 +144,8 @@ def main(argv=None):
     split = load_digits_split()
     train = tf.data.Dataset.from_tensor_slices((split.x_train, split.y_train)).batch(32).cache().repeat()
     names = QUICK if args.quick else list(OPTIMIZERS)
+    if args.only:
+        names = ["Adam", *(name for name in args.only if name != "Adam")]
     ratios = {}
     for label, build in zip(MODELS, (_mlp, digits_cnn)):
         ratios[label], adam = step_ratios(names, build, train, steps, rounds, args.per_set)

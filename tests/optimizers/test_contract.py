@@ -37,6 +37,7 @@ OPTIMIZERS = {
     "SGDP": (lambda **kw: topt.SGDP(learning_rate=5e-2, momentum=0.9, **kw), True),
     "MADGRAD": (lambda **kw: topt.MADGRAD(learning_rate=1e-2, **kw), True),
     "MARS": (lambda **kw: topt.MARS(learning_rate=1e-2, learning_rate_1d=1e-2, **{"weight_decay_1d": 0.0, **kw}), True),
+    "ScheduleFreeSGD": (lambda **kw: topt.ScheduleFreeSGD(learning_rate=0.05, **kw), True),
 }
 
 
@@ -78,6 +79,8 @@ NON_DEFAULT = {
     "MARS": dict(learning_rate=0.25, beta_1=0.9, beta_2=0.95, gamma=0.05, mars_type="lion", optimize_1d=True,
                  learning_rate_1d=0.125, beta_1_1d=0.8, beta_2_1d=0.9, weight_decay_1d=0.2, amsgrad=True, epsilon=1e-6,
                  weight_decay=0.05),
+    "ScheduleFreeSGD": dict(learning_rate=0.25, momentum=0.8, r=0.5, weight_lr_power=1.0, warmup_steps=10,
+                            weight_decay=0.05),
 }
 
 
