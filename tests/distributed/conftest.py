@@ -5,3 +5,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+# worker.py is a worker process's script: it reads TF_CONFIG when imported, so the doctest collection
+# (`--doctest-modules` over tests/) must not import it.
+collect_ignore = ["worker.py"]
