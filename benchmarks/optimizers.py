@@ -54,6 +54,7 @@ OPTIMIZERS = {
     "MADGRAD": lambda: tfopt.optimizers.MADGRAD(1e-2),
     "MARS": lambda: tfopt.optimizers.MARS(3e-3),
     "ScheduleFreeSGD": lambda: tfopt.optimizers.ScheduleFreeSGD(0.2),
+    "ScheduleFreeRAdam": lambda: tfopt.optimizers.ScheduleFreeRAdam(5e-3),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

@@ -26,6 +26,7 @@ BOOLEANS = {
     "SGDP": ["nesterov"],
     "MADGRAD": ["decoupled_weight_decay"],
     "MARS": ["optimize_1d", "amsgrad"],
+    "ScheduleFreeRAdam": ["silent_sgd_phase"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

@@ -38,6 +38,7 @@ OPTIMIZERS = {
     "MADGRAD": (lambda **kw: topt.MADGRAD(learning_rate=1e-2, **kw), True),
     "MARS": (lambda **kw: topt.MARS(learning_rate=1e-2, learning_rate_1d=1e-2, **{"weight_decay_1d": 0.0, **kw}), True),
     "ScheduleFreeSGD": (lambda **kw: topt.ScheduleFreeSGD(learning_rate=0.05, **kw), True),
+    "ScheduleFreeRAdam": (lambda **kw: topt.ScheduleFreeRAdam(learning_rate=1e-2, **kw), True),
 }
 
 
@@ -81,6 +82,8 @@ NON_DEFAULT = {
                  weight_decay=0.05),
     "ScheduleFreeSGD": dict(learning_rate=0.25, momentum=0.8, r=0.5, weight_lr_power=1.0, warmup_steps=10,
                             weight_decay=0.05),
+    "ScheduleFreeRAdam": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-6, r=0.5, weight_lr_power=1.0,
+                              silent_sgd_phase=False, weight_decay=0.05),
 }
 
 

@@ -23,6 +23,7 @@ from tfopt.optimizers.novograd import NovoGrad
 from tfopt.optimizers.prodigy import Prodigy
 from tfopt.optimizers.qhadam import QHAdam
 from tfopt.optimizers.radam import RAdam
+from tfopt.optimizers.schedule_free_radam import ScheduleFreeRAdam
 from tfopt.optimizers.schedule_free_sgd import ScheduleFreeSGD
 from tfopt.optimizers.sgdp import SGDP
 from tfopt.optimizers.stable_adamw import StableAdamW
@@ -48,6 +49,7 @@ __all__ = [
     "QHAdam",
     "RAdam",
     "SGDP",
+    "ScheduleFreeRAdam",
     "ScheduleFreeSGD",
     "StableAdamW",
     "Yogi",
