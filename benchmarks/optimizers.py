@@ -55,6 +55,7 @@ OPTIMIZERS = {
     "MARS": lambda: tfopt.optimizers.MARS(3e-3),
     "ScheduleFreeSGD": lambda: tfopt.optimizers.ScheduleFreeSGD(0.2),
     "ScheduleFreeRAdam": lambda: tfopt.optimizers.ScheduleFreeRAdam(5e-3),
+    "DAdaptAdam": lambda: tfopt.optimizers.DAdaptAdam(),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

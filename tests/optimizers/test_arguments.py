@@ -27,6 +27,7 @@ BOOLEANS = {
     "MADGRAD": ["decoupled_weight_decay"],
     "MARS": ["optimize_1d", "amsgrad"],
     "ScheduleFreeRAdam": ["silent_sgd_phase"],
+    "DAdaptAdam": ["bias_correction", "decoupled_weight_decay"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

@@ -39,6 +39,7 @@ OPTIMIZERS = {
     "MARS": (lambda **kw: topt.MARS(learning_rate=1e-2, learning_rate_1d=1e-2, **{"weight_decay_1d": 0.0, **kw}), True),
     "ScheduleFreeSGD": (lambda **kw: topt.ScheduleFreeSGD(learning_rate=0.05, **kw), True),
     "ScheduleFreeRAdam": (lambda **kw: topt.ScheduleFreeRAdam(learning_rate=1e-2, **kw), True),
+    "DAdaptAdam": (lambda **kw: topt.DAdaptAdam(d0=1e-3, growth_rate=1.1, **kw), False),  # d overshoots unbounded
 }
 
 
@@ -84,6 +85,8 @@ NON_DEFAULT = {
                             weight_decay=0.05),
     "ScheduleFreeRAdam": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-6, r=0.5, weight_lr_power=1.0,
                               silent_sgd_phase=False, weight_decay=0.05),
+    "DAdaptAdam": dict(learning_rate=0.25, beta_1=0.8, beta_2=0.99, epsilon=1e-6, d0=1e-4, growth_rate=1.02,
+                       bias_correction=True, decoupled_weight_decay=True, weight_decay=0.01),
 }
 
 

@@ -12,6 +12,7 @@ from tfopt.optimizers.adan import Adan
 from tfopt.optimizers.ademamix import AdEMAMix
 from tfopt.optimizers.adopt import ADOPT
 from tfopt.optimizers.cautious import Cautious
+from tfopt.optimizers.dadapt_adam import DAdaptAdam
 from tfopt.optimizers.gradient_centralization import GradientCentralization
 from tfopt.optimizers.laprop import LaProp
 from tfopt.optimizers.lars import LARS
@@ -37,6 +38,7 @@ __all__ = [
     "AdamP",
     "Adan",
     "Cautious",
+    "DAdaptAdam",
     "GradientCentralization",
     "LARS",
     "LaProp",
