@@ -227,8 +227,12 @@ def radial_projection(variable, gradient, update, delta, epsilon):
     dot = ops.sum(gradient * w, axis=axes, keepdims=True)
     per_channel = ops.max(cosine(dot, g_squares, w_squares)) < delta * ops.sqrt(channels / ops.cast(size, w.dtype))
     whole = cosine(ops.sum(dot), ops.sum(g_squares), ops.sum(w_squares)) < delta / ops.sqrt(ops.cast(size, w.dtype))
-    norm = ops.where(per_channel, ops.sqrt(w_squares), ops.sqrt(ops.sum(w_squares))) + epsilon
-    unit = w / norm
-    radial = ops.where(per_channel, ops.sum(unit * update, axis=axes, keepdims=True), ops.sum(unit * update))
     projected = ops.logical_or(per_channel, whole)
-    return update - ops.cast(projected, w.dtype) * unit * radial, projected
+
+    def project():  # only when needed: most steps of most weights are not projected
+        norm = ops.where(per_channel, ops.sqrt(w_squares), ops.sqrt(ops.sum(w_squares))) + epsilon
+        unit = w / norm
+        radial = ops.where(per_channel, ops.sum(unit * update, axis=axes, keepdims=True), ops.sum(unit * update))
+        return update - unit * radial
+
+    return ops.cond(projected, project, lambda: update), projected

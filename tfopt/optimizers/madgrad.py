@@ -92,7 +92,7 @@ class MADGRAD(DecayInUpdateRule, keras.optimizers.Optimizer):
             self._initial = self.add_optimizer_variables(var_list, "initial")
 
     def _cube_root(self, sum_of_squares):
-        root = ops.power(sum_of_squares, 1 / 3) + self.epsilon
+        root = ops.cbrt(sum_of_squares) + self.epsilon
         return ops.where(ops.equal(root, 0), math.inf, root) if self.epsilon == 0 else root
 
     def update_step(self, gradient, variable, learning_rate):
