@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tfopt
-from tfopt.quantize import QuantizeActivation, QuantizeConvolution, QuantizeOutputs, quantize_model
+from tfopt.quantize import QuantizeActivation, QuantizeAffine, QuantizeConvolution, QuantizeOutputs, quantize_model
 
 L = keras.layers
 
@@ -173,7 +173,7 @@ def test_a_shared_layer_stays_one_layer_with_one_set_of_weights(compile_classifi
     assert sum(isinstance(layer, QuantizeConvolution) and layer.layer.name == "shared"
                for layer in quantized.layers) == 1
     assert quantized.get_layer("quantize_shared").batch_norm is None  # shared: not folded
-    assert isinstance(quantized.get_layer("quantize_norm"), QuantizeOutputs)
+    assert isinstance(quantized.get_layer("quantize_norm"), QuantizeAffine)  # x * scale + offset, both ranged
     rng = np.random.default_rng(5)
     x = [rng.normal(size=(32, 6)).astype("float32") for _ in range(2)]
     compile_classifier(quantized).fit(x, rng.integers(0, 3, 32), epochs=1, verbose=0)
@@ -193,3 +193,30 @@ def test_an_unnamed_input_gets_a_quantizer_name_no_layer_has():
     model = keras.Sequential([keras.Input((4,)), L.Dense(8, name="input"), L.Activation("tanh", name="activation")])
     names = [layer.name for layer in quantize_model(model).layers[1:]]  # after the InputLayer
     assert names == ["quantize_input_1", "quantize_input", "quantize_activation"]
+
+
+def test_rescaling_normalization_and_a_standalone_batch_norm_run_in_int8():
+    """EfficientNet's and DenseNet's preprocessing and pre-activation batch norms: x * scale + offset with a range
+    on the product and on the sum, so TFLite runs MUL and ADD in int8 (an output range alone left them in float)."""
+    inputs = keras.Input((6, 6, 3))
+    x = L.Rescaling(1 / 255.0, name="rescale")(inputs)
+    x = L.Normalization(mean=[0.4, 0.5, 0.6], variance=[0.05, 0.06, 0.07], name="normalize")(x)
+    x = L.ReLU(name="relu")(L.Conv2D(4, 3, name="conv")(x))
+    x = L.BatchNormalization(name="norm")(x)  # after the ReLU: not folded into the convolution
+    model = keras.Model(inputs, L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(x)))
+    rng = np.random.default_rng(0)
+    x_data = rng.uniform(0, 255, size=(64, 6, 6, 3)).astype("float32")
+    model.get_layer("norm").set_weights([rng.uniform(0.5, 2, 4), rng.normal(size=4), rng.normal(size=4),
+                                         rng.uniform(0.5, 2, 4)])
+    quantized = quantize_model(model)
+    for name in ("quantize_rescale", "quantize_normalize", "quantize_norm"):
+        assert isinstance(quantized.get_layer(name), QuantizeAffine)
+    for _ in range(5):
+        quantized(x_data, training=True)  # ranges learned; the weights untouched
+    expected = model.predict(x_data, verbose=0)
+    spread = float(np.ptp(expected))
+    assert np.max(np.abs(quantized.predict(x_data, verbose=0) - expected)) <= 0.05 * spread
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    assert tfopt.export.float_ops_inside(flatbuffer) == []
+    assert {op.outputs[0] for op in tfopt.export.inspect(flatbuffer).ops if op.name in ("MUL", "ADD")} == {"int8"}
+    assert np.max(np.abs(tfopt.export.predict(flatbuffer, x_data) - expected)) <= 0.1 * spread

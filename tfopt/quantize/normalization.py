@@ -1,4 +1,4 @@
-"""Quantization-aware LayerNormalization and Embedding for Keras 3 Transformers.
+"""Quantization-aware LayerNormalization, Embedding and the affine preprocessing layers (Rescaling, Normalization).
 
 What each becomes in TFLite, measured with TensorFlow 2.21's converter on `quantize_model`'s output (int8 scheme):
 
@@ -6,6 +6,8 @@ What each becomes in TFLite, measured with TensorFlow 2.21's converter on `quant
 | ------------------ | ------------------------------------------------------------------------------------------ |
 | LayerNormalization | MEAN, SUB, MUL (square), MEAN, ADD (epsilon), RSQRT, MUL, MUL (gamma), ADD (beta)          |
 | Embedding          | GATHER from the int8 table; the output keeps the table's scale                            |
+| Rescaling,         | MUL (scale), ADD (offset; none when it is 0)                                               |
+| Normalization      |                                                                                            |
 
 Keras's own LayerNormalization lowers to ops among which a NEG stays float in an int8 model (measured with
 post-training quantization); `QuantizeLayerNormalization` computes the same function in ops that all have int8
@@ -126,6 +128,86 @@ class QuantizeEmbedding(QuantizationAware, keras.layers.Wrapper):
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "scheme": self.scheme}
+
+
+AFFINE = (keras.layers.Rescaling, keras.layers.Normalization, keras.layers.BatchNormalization)
+
+
+def over_last_axis(layer, rank):
+    """True for a Rescaling, and for a Normalization or BatchNormalization over the last of `rank` axes."""
+    if isinstance(layer, keras.layers.Rescaling):
+        return True
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    return [axis % rank for axis in axes] == [rank - 1]
+
+
+def _affine_terms(layer):
+    """(scale, offset) of a Rescaling or Normalization layer as tensors: the layer computes `x * scale + offset`."""
+    if isinstance(layer, keras.layers.Rescaling):
+        return ops.convert_to_tensor(layer.scale, "float32"), ops.convert_to_tensor(layer.offset, "float32")
+    if isinstance(layer, keras.layers.BatchNormalization):  # moving statistics, frozen as QuantizeConvolution's
+        scale = ops.rsqrt(ops.cast(layer.moving_variance, "float32") + layer.epsilon)
+        if layer.scale:
+            scale = scale * ops.cast(layer.gamma, "float32")
+        offset = -ops.cast(layer.moving_mean, "float32") * scale
+        return scale, (offset + ops.cast(layer.beta, "float32")) if layer.center else offset
+    if layer.input_mean is None:  # adapted (or left at mean 0, variance 1): the values are the layer's weights
+        mean, variance = layer.adapt_mean, layer.adapt_variance
+    else:
+        mean, variance = layer.input_mean, layer.input_variance
+    mean, variance = ops.cast(mean, "float32"), ops.cast(variance, "float32")
+    deviation = ops.maximum(ops.sqrt(variance), keras.config.epsilon())
+    return (deviation, mean) if layer.invert else (1.0 / deviation, -mean / deviation)
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizeAffine(QuantizationAware, keras.layers.Wrapper):
+    """A Rescaling, a Normalization or a BatchNormalization (over the last axis; one that no Conv/Dense precedes,
+    so it is not folded) computed as `x * scale + offset`, the product and the sum each with a learned range
+    (TFLite: int8 MUL and ADD; a lone output range leaves the MUL in float). The batch norm uses its moving
+    statistics in training too, as `QuantizeConvolution` does; gamma and beta keep training.
+
+    Args:
+        layer: a Keras 3 Rescaling, or a Normalization or BatchNormalization over the last axis.
+        scheme: "int8" or "16x8". Defaults to `"int8"`.
+        **kwargs: base layer keywords; `name` defaults to `"quantize_" + layer.name`.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from tfopt.quantize.normalization import QuantizeAffine
+    >>> rescale = QuantizeAffine(keras.layers.Rescaling(1 / 255.0, offset=-0.5))
+    >>> float(np.asarray(rescale(np.array([[0.0, 255.0]], "float32"), training=True)).max().round(2))
+    0.5
+    """
+
+    def __init__(self, layer, scheme="int8", **kwargs):
+        owner = type(self).__name__
+        _checks.instance(owner, "layer", layer, AFFINE, "a Keras 3 Rescaling, Normalization or BatchNormalization")
+        kwargs.setdefault("name", f"quantize_{layer.name}")
+        super().__init__(layer, autocast=False, **kwargs)
+        self.scheme = scheme
+        schemes.get(owner, scheme)
+        self.scaled_quantizer = QuantizeActivation(scheme, name="scaled_quantizer")
+        self.output_quantizer = QuantizeActivation(scheme, name="output_quantizer")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        rank = len(input_shape)
+        _checks.satisfies(type(self).__name__, "layer", self.layer.name, over_last_axis(self.layer, rank),
+                          "a Rescaling, or a Normalization or BatchNormalization over the last axis")
+        self.scaled_quantizer.build()
+        self.output_quantizer.build()
+
+    def call(self, inputs, training=None, mask=None):  # a batch norm's mask only weighs batch statistics: unused
+        scale, offset = _affine_terms(self.layer)
+        scaled = self.scaled_quantizer(ops.cast(inputs, "float32") * scale, training=training)
+        return self.output_quantizer(scaled + offset, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def get_config(self):
         return {**super().get_config(), "scheme": self.scheme}

@@ -7,7 +7,7 @@ from tfopt.prune import PruneLowMagnitude
 from tfopt.quantize import schemes
 from tfopt.quantize.attention import QuantizeEinsumDense, QuantizeMultiHeadAttention
 from tfopt.quantize.layers import FOLDABLE, FUSABLE_ACTIVATIONS, QuantizeConvolution, QuantizeOutputs
-from tfopt.quantize.normalization import QuantizeEmbedding, QuantizeLayerNormalization
+from tfopt.quantize.normalization import QuantizeAffine, QuantizeEmbedding, QuantizeLayerNormalization, over_last_axis
 from tfopt.quantize.quantizers import QuantizeActivation
 
 _OWNER = "quantize_model"
@@ -21,18 +21,20 @@ PASS_THROUGH = (  # TFLite runs them with the input's scale for the output: noth
 OUTPUT_QUANTIZED = (  # a new range for their outputs
     _L.Add, _L.Subtract, _L.Multiply, _L.Average, _L.Maximum, _L.Minimum, _L.Concatenate, _L.GlobalAveragePooling1D,
     _L.GlobalAveragePooling2D, _L.ReLU, _L.Activation, _L.Softmax, _L.LeakyReLU, _L.BatchNormalization,
-    _L.UpSampling2D, _L.Rescaling,
+    _L.UpSampling2D,
 )
 REWRITTEN = {  # layers computed again by a QAT layer of their own
     _L.MultiHeadAttention: QuantizeMultiHeadAttention, _L.EinsumDense: QuantizeEinsumDense,
     _L.LayerNormalization: QuantizeLayerNormalization, _L.Embedding: QuantizeEmbedding,
+    _L.Rescaling: QuantizeAffine, _L.Normalization: QuantizeAffine,
 }
 SCALE_PRESERVING_OPS = (  # `keras.ops` calls TFLite runs with the input's scale for the output
     "GetItem", "Slice", "Take", "Split", "Reshape", "Ravel", "Transpose", "Moveaxis", "Swapaxes", "ExpandDims",
     "Squeeze", "Tile", "Repeat", "BroadcastTo", "Max", "Min",
 )
 NO_INT16_KERNEL = (_L.Concatenate,)  # the converter rejects int16 CONCATENATION in 16x8 mode
-_SUPPORTED = ", ".join(cls.__name__ for cls in FOLDABLE + tuple(REWRITTEN) + OUTPUT_QUANTIZED + PASS_THROUGH)
+_SUPPORTED = ", ".join(dict.fromkeys(cls.__name__ for cls in FOLDABLE + tuple(REWRITTEN) + OUTPUT_QUANTIZED +
+                                     PASS_THROUGH))
 
 
 def _activation_name(layer):
@@ -126,7 +128,8 @@ class _Rebuilder:
             self.quantized_inputs[id(tensor)] = QuantizeActivation(self.scheme, name=name)(tensor)
         return self.quantized_inputs[id(tensor)]
 
-    def _layer_for(self, layer):
+    def _layer_for(self, layer, rank):
+        """The layer to call instead of `layer`, whose (first) input has `rank` axes."""
         if isinstance(layer, keras.Model):
             raise ValueError(f"{_OWNER}: nested model '{layer.name}' can't be quantized in place: quantize it on "
                              "its own, or build the outer model from its layers.")
@@ -140,6 +143,8 @@ class _Rebuilder:
         if isinstance(layer, PASS_THROUGH):
             return self.fills.copy(layer)
         rewritten = next((qat for cls, qat in REWRITTEN.items() if isinstance(layer, cls)), None)
+        if isinstance(layer, _L.BatchNormalization) and over_last_axis(layer, rank):
+            rewritten = QuantizeAffine
         if rewritten is not None and not _skipped(layer, self.skip):
             return rewritten(self.fills.copy(layer), self.scheme)
         if isinstance(layer, OUTPUT_QUANTIZED) or _skipped(layer, self.skip):
@@ -160,7 +165,8 @@ class _Rebuilder:
             outputs = self._operation(layer, args, kwargs)
         else:
             if id(layer) not in self.replacements:  # a shared layer stays shared
-                self.replacements[id(layer)] = self._layer_for(layer)
+                rank = len(keras.tree.flatten(args)[0].shape)
+                self.replacements[id(layer)] = self._layer_for(layer, rank)
             outputs = self.replacements[id(layer)](*args, **kwargs)
         self.produced.update(id(t) for t in keras.tree.flatten(outputs))
         return outputs
