@@ -56,6 +56,7 @@ OPTIMIZERS = {
     "ScheduleFreeSGD": lambda: tfopt.optimizers.ScheduleFreeSGD(0.2),
     "ScheduleFreeRAdam": lambda: tfopt.optimizers.ScheduleFreeRAdam(5e-3),
     "DAdaptAdam": lambda: tfopt.optimizers.DAdaptAdam(),
+    "SOAP": lambda: tfopt.optimizers.SOAP(3e-3),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

@@ -28,6 +28,7 @@ BOOLEANS = {
     "MARS": ["optimize_1d", "amsgrad"],
     "ScheduleFreeRAdam": ["silent_sgd_phase"],
     "DAdaptAdam": ["bias_correction", "decoupled_weight_decay"],
+    "SOAP": ["precondition_1d", "correct_bias", "normalize_gradient"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

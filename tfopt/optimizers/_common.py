@@ -39,6 +39,11 @@ def dense_gradient(gradient, dtype):
     return ops.cast(tf.convert_to_tensor(gradient), dtype)
 
 
+def is_sparse(gradient):
+    """True for the `tf.IndexedSlices` gradient of an `Embedding` (any `gather`), which reaches `update_step` as is."""
+    return isinstance(gradient, tf.IndexedSlices)
+
+
 def replica_sum(tensors):
     """`tensors` summed over the replicas of a `tf.distribute` strategy, as Keras sums gradients before a step.
 
