@@ -214,6 +214,72 @@ def test_a_functional_model_with_keras_ops_calls_is_pruned(mlp_data):
     assert [entry.sparsity for entry in tprune.sparsity(tprune.strip_pruning(pruned))] == [0.5, 0.5]
 
 
+def sequence_model():
+    """Token ids -> Embedding -> an attention-style EinsumDense (8 -> 2 heads x 4) -> Dense."""
+    ids = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="embedding")(ids)
+    x = keras.layers.EinsumDense("abc,cde->abde", output_shape=(6, 2, 4), bias_axes="de", name="heads")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(ids, keras.layers.Dense(4, name="out")(x))
+
+
+def fit_sequence(pruned):
+    rng = np.random.default_rng(0)
+    pruned.compile(keras.optimizers.Adam(0.01), "mse")
+    pruned.fit(rng.integers(0, 20, (32, 6)), rng.normal(size=(32, 4)), epochs=1, verbose=0,
+               callbacks=[tprune.UpdatePruningStep()])
+    return {row.name: row for row in tprune.sparsity(tprune.strip_pruning(pruned))}
+
+
+def test_embedding_and_einsum_dense_kernels_are_pruned_to_the_sparsity():
+    pruned = tprune.prune_low_magnitude(sequence_model(), tprune.ConstantSparsity(0.5, begin_step=0, frequency=1))
+    assert [layer.layer.name for layer in tprune.wrapper.pruned_layers(pruned)] == ["embedding", "heads", "out"]
+    rows = fit_sequence(pruned)
+    assert [rows[name].sparsity for name in ("embedding/embeddings", "heads/kernel", "out/kernel")] == [0.5] * 3
+
+
+def test_channel_structure_zeroes_whole_embedding_features_and_einsum_output_units():
+    pruned = tprune.prune_low_magnitude(sequence_model(), tprune.ConstantSparsity(0.5, begin_step=0, frequency=1),
+                                        structure="channel", layers=["embedding", "heads"])
+    fit_sequence(pruned)
+    stripped = tprune.strip_pruning(pruned)
+    table = stripped.get_layer("embedding").get_weights()[0]  # (20, 8): 4 of the 8 feature columns zero
+    assert sorted(np.all(table == 0, axis=0).tolist()) == [False] * 4 + [True] * 4
+    kernel = stripped.get_layer("heads").get_weights()[0].reshape(8, 8)  # (in, heads * units): 4 whole columns
+    assert sorted(np.all(kernel == 0, axis=0).tolist()) == [False] * 4 + [True] * 4
+
+
+def test_n_of_m_groups_a_dense_like_einsum_along_its_input_axis():
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.EinsumDense("ab,bc->ac", output_shape=4, name="proj")(inputs))
+    pruned = tprune.prune_low_magnitude(model, tprune.ConstantSparsity(0.5, begin_step=0, frequency=1), "2:4")
+    pruned.compile("adam", "mse")
+    pruned.fit(np.ones((8, 8)), np.ones((8, 4)), verbose=0, callbacks=[tprune.UpdatePruningStep()])
+    kernel = tprune.strip_pruning(pruned).get_layer("proj").get_weights()[0]
+    assert np.all(np.count_nonzero(kernel.reshape(2, 4, 4), axis=1) == 2)  # 2 of every 4 inputs, per output
+
+
+def test_conv_transpose_channel_pruning_zeroes_output_filters():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2DTranspose(6, 3, name="up")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D()(x)))
+    pruned = tprune.prune_low_magnitude(model, tprune.ConstantSparsity(0.5, begin_step=0, frequency=1),
+                                        structure="channel", layers=["up"])
+    pruned.compile("adam", "mse")
+    pruned.fit(np.ones((8, 4, 4, 3)), np.ones((8, 2)), verbose=0, callbacks=[tprune.UpdatePruningStep()])
+    kernel = tprune.strip_pruning(pruned).get_layer("up").get_weights()[0]  # (3, 3, filters 6, inputs 3)
+    assert sorted(np.all(kernel == 0, axis=(0, 1, 3)).tolist()) == [False] * 3 + [True] * 3
+    with pytest.raises(ValueError, match="it has no input axis"):
+        tprune.prune_low_magnitude(model, tprune.ConstantSparsity(0.5, 0), structure="2:4", layers=["up"])
+
+
+def test_channel_pruning_of_an_einsum_without_trailing_outputs_is_refused():
+    inputs = keras.Input((3, 8))
+    model = keras.Model(inputs, keras.layers.EinsumDense("abc,dc->abd", output_shape=(3, 4), name="odd")(inputs))
+    with pytest.raises(ValueError, match="its kernel does not end with its output axes"):
+        tprune.prune_low_magnitude(model, tprune.ConstantSparsity(0.5, 0), structure="channel", layers=["odd"])
+
+
 class Subclassed(keras.Model):
     def __init__(self):
         super().__init__()

@@ -5,8 +5,14 @@
 | Dense, Conv1D, Conv2D, Conv3D          | `kernel`           | output units / filters         | input axis (-2)    |
 | SeparableConv1D, SeparableConv2D       | `pointwise_kernel` | output filters                 | input axis (-2)    |
 | DepthwiseConv1D, DepthwiseConv2D       | `kernel`           | (channel, multiplier) filters  | not allowed        |
+| Conv1D/2D/3DTranspose                  | `kernel`           | output filters (kernel axis -2)| not allowed        |
+| Embedding                              | `embeddings`       | embedding features (columns)   | not allowed        |
+| EinsumDense (Keras 3)                  | `kernel`           | the output axes the kernel     | input axis (-2),   |
+|                                        |                    | ends with (all of them)        | if a dense-like    |
+|                                        |                    |                                | equation           |
 
-Biases, a separable convolution's depthwise kernel and every other layer are left dense.
+Biases, a separable convolution's depthwise kernel and every other layer are left dense. The EinsumDense layers
+inside a MultiHeadAttention are not chosen (the attention layer is not pruned yet).
 """
 
 import dataclasses
@@ -27,11 +33,14 @@ class Kernel:
         attribute: the layer attribute holding the pruned kernel.
         filter_axes: how many trailing kernel axes index the output filters ("channel" pruning zeroes whole filters).
         groupable: whether kernel axis -2 is the input axis, along which "N:M" groups run.
+        transposed: whether the output filters are kernel axis -2 and the inputs axis -1 (a transposed
+            convolution's kernel), the other way round from the others.
     """
 
     attribute: str
     filter_axes: int
     groupable: bool
+    transposed: bool = False
 
 
 _DENSE = Kernel("kernel", 1, True)
@@ -46,8 +55,25 @@ _KERNELS = {
     keras.layers.SeparableConv2D: _POINTWISE,
     keras.layers.DepthwiseConv1D: _DEPTHWISE,
     keras.layers.DepthwiseConv2D: _DEPTHWISE,
+    keras.layers.Conv1DTranspose: Kernel("kernel", 1, False, transposed=True),
+    keras.layers.Conv2DTranspose: Kernel("kernel", 1, False, transposed=True),
+    keras.layers.Conv3DTranspose: Kernel("kernel", 1, False, transposed=True),
+    keras.layers.Embedding: Kernel("embeddings", 1, False),
 }
-PRUNABLE = ", ".join(cls.__name__ for cls in _KERNELS)
+PRUNABLE = ", ".join([*(cls.__name__ for cls in _KERNELS), "EinsumDense"])
+
+
+def _einsum_kernel(layer):
+    """The `Kernel` of an EinsumDense: its filters are the output axes its kernel ends with (all of its output
+    axes must be trailing: "abc,cde->abde" has 2, "abc,dc->abd" none), and "N:M" groups kernel axis -2 when that
+    axis is summed over and a single output axis follows it."""
+    inputs, rest = layer.equation.split(",")
+    kernel, output = rest.split("->")
+    trailing = len(kernel) - next((i for i in range(len(kernel)) if set(kernel[i:]) <= set(output)), len(kernel))
+    outputs_trailing = trailing == len(set(kernel) & set(output))
+    filter_axes = trailing if outputs_trailing else 0
+    groupable = filter_axes == 1 and len(kernel) >= 2 and kernel[-2] in inputs and kernel[-2] not in output
+    return Kernel("kernel", filter_axes, groupable)
 
 
 def kernel_of(layer, classes=keras.layers):
@@ -60,7 +86,10 @@ def kernel_of(layer, classes=keras.layers):
         >>> kernel_of(keras.layers.SeparableConv2D(8, 3)).attribute
         'pointwise_kernel'
     """
-    return next((kernel for cls, kernel in _KERNELS.items() if isinstance(layer, getattr(classes, cls.__name__))), None)
+    if classes is keras.layers and isinstance(layer, keras.layers.EinsumDense):  # tfmot can't prune it
+        return _einsum_kernel(layer)
+    return next((kernel for cls, kernel in _KERNELS.items()
+                 if isinstance(layer, getattr(classes, cls.__name__, ()))), None)
 
 
 _LAYERS = "a layer class, a layer name, a function layer -> bool, or a list of them"
@@ -85,15 +114,18 @@ def _matches(layer, entry):
 
 def choose_layers(candidates, structure, layers, kernel_of, described="prunable layers"):
     """The layers among `candidates` to prune: those `layers` picks (by class, name or predicate), or by default
-    every one `kernel_of` knows (depthwise ones left out under "N:M"). Raises for a choice that can't be pruned.
+    every one `kernel_of` knows that can take `structure` (depthwise ones left out under "N:M", ...). Raises for a
+    choice that can't be pruned.
 
     Both Kerases choose through it: `kernel_of` reads their layer classes; `described` names the candidates in the
     error for an unknown name.
     """
     if layers is None:
-        grouped = isinstance(masks.parse(_OWNER, structure), tuple)
+        pattern = masks.parse(_OWNER, structure)
         kernels = [(layer, kernel_of(layer)) for layer in candidates]
-        chosen = [layer for layer, kernel in kernels if kernel is not None and (kernel.groupable or not grouped)]
+        chosen = [layer for layer, kernel in kernels if kernel is not None
+                  and (kernel.groupable or not isinstance(pattern, tuple))
+                  and (kernel.filter_axes > 0 or pattern != "channel")]
     else:
         entries = _entries(layers)
         missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in candidates}

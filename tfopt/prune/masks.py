@@ -28,11 +28,14 @@ def parse(owner, structure):
 
 
 def check_fits(owner, structure, layer, kernel):
-    """Raises unless an "N:M" structure can apply to `layer`, whose `Kernel` description is `kernel`."""
+    """Raises unless `structure` can apply to `layer`, whose `Kernel` description is `kernel`."""
     pattern = parse(owner, structure)
+    described = f"layer '{layer.name}' ({type(layer).__name__})"
+    if pattern == "channel":
+        _checks.satisfies(owner, "structure", structure, kernel.filter_axes > 0,
+                          f"None or \"N:M\" for {described}: its kernel does not end with its output axes")
     if not isinstance(pattern, tuple):
         return
-    described = f"layer '{layer.name}' ({type(layer).__name__})"
     _checks.satisfies(
         owner, "structure", structure, kernel.groupable, f"None or \"channel\" for {described}: it has no input axis"
     )
@@ -66,8 +69,13 @@ def _n_of_m(kernel, n, m):
     return ops.moveaxis(ops.reshape(kept, inputs_last.shape), -1, -2)
 
 
-def mask(kernel, pattern, sparsity, filter_axes):
-    """The mask (0. or 1., shaped and typed as `kernel`) for a parsed structure `pattern` at `sparsity`."""
+def mask(kernel, pattern, sparsity, filter_axes, transposed=False):
+    """The mask (0. or 1., shaped and typed as `kernel`) for a parsed structure `pattern` at `sparsity`.
+
+    `transposed`: the kernel's filters are its axis -2 and its inputs axis -1 (a transposed convolution's).
+    """
+    if transposed:
+        return ops.swapaxes(mask(ops.swapaxes(kernel, -1, -2), pattern, sparsity, filter_axes), -1, -2)
     if pattern == "channel":
         return _filters(kernel, sparsity, filter_axes)
     if isinstance(pattern, tuple):

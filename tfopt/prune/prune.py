@@ -32,9 +32,11 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
                          The fraction is N/M whatever the schedule says: the schedule only decides when the
                          pattern starts (its first update step) and when it is refreshed.
     ```
-    The pruned kernel is `kernel` of Dense, Conv1D/2D/3D and DepthwiseConv1D/2D (whose "channel" filters are its
-    (channel, multiplier) pairs) and `pointwise_kernel` of SeparableConv1D/2D (their depthwise kernel holds few
-    weights; tfmot leaves it too). Biases stay dense. A tf_keras model is handed to tfmot.
+    The pruned kernel is `kernel` of Dense, Conv1D/2D/3D, Conv1D/2D/3DTranspose (filters on kernel axis -2),
+    EinsumDense (filters: the output axes its kernel ends with) and DepthwiseConv1D/2D (whose "channel" filters
+    are its (channel, multiplier) pairs), `embeddings` of Embedding (filters: feature columns) and
+    `pointwise_kernel` of SeparableConv1D/2D (their depthwise kernel holds few weights; tfmot leaves it too).
+    Biases stay dense. A tf_keras model is handed to tfmot.
 
     Args:
         model: a Keras 3 Sequential or Functional model (or a tf_keras model, pruned by tfmot).

@@ -27,15 +27,17 @@ class LayerSparsity:
 
 
 def _kernels(layer):
-    """(short name, variable) of each kernel of a layer: its weights whose names end in "kernel"."""
+    """(short name, variable) of each kernel of a layer: its weights whose names end in "kernel", and an Embedding's
+    table."""
     for weight in layer.weights:
         short = weight.name.split("/")[-1].split(":")[0]
-        if short.endswith("kernel"):
+        if short.endswith("kernel") or short == "embeddings":
             yield short, weight
 
 
 def sparsity(model):
-    """A row per kernel (`kernel`, `depthwise_kernel`, `pointwise_kernel`, ...) of `model`, in layer order.
+    """A row per kernel (`kernel`, `depthwise_kernel`, `pointwise_kernel`, `embeddings`, ...) of `model`, in layer
+    order.
 
     It only reads weights, so it takes any Keras 3 or tf_keras model: pruned (tfopt's or tfmot's wrappers),
     stripped or never pruned.

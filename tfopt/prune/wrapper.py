@@ -73,7 +73,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         kernel = self.pruned_kernel
         mask = ops.cond(
             self.schedule.should_update(step),
-            lambda: masks.mask(kernel, self._pattern, self.schedule.sparsity(step), self._kernel.filter_axes),
+            lambda: masks.mask(kernel, self._pattern, self.schedule.sparsity(step), self._kernel.filter_axes,
+                               self._kernel.transposed),
             lambda: ops.convert_to_tensor(self.mask),
         )
         self.mask.assign(mask)
