@@ -57,6 +57,7 @@ OPTIMIZERS = {
     "ScheduleFreeRAdam": lambda: tfopt.optimizers.ScheduleFreeRAdam(5e-3),
     "DAdaptAdam": lambda: tfopt.optimizers.DAdaptAdam(),
     "SOAP": lambda: tfopt.optimizers.SOAP(3e-3),
+    "Shampoo": lambda: tfopt.optimizers.Shampoo(1e-2),
     "SharpnessAware + Adam": lambda: keras.optimizers.Adam(5e-3),
 }
 CONTROL = "Adam (control)"

@@ -29,6 +29,7 @@ BOOLEANS = {
     "ScheduleFreeRAdam": ["silent_sgd_phase"],
     "DAdaptAdam": ["bias_correction", "decoupled_weight_decay"],
     "SOAP": ["precondition_1d", "correct_bias", "normalize_gradient"],
+    "Shampoo": ["decoupled_weight_decay"],
 }
 CASES = [(owner, argument) for owner, arguments in BOOLEANS.items() for argument in arguments]
 

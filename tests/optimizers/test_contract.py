@@ -41,6 +41,8 @@ OPTIMIZERS = {
     "ScheduleFreeRAdam": (lambda **kw: topt.ScheduleFreeRAdam(learning_rate=1e-2, **kw), True),
     "DAdaptAdam": (lambda **kw: topt.DAdaptAdam(d0=1e-3, growth_rate=1.1, **kw), False),  # d overshoots unbounded
     "SOAP": (lambda **kw: topt.SOAP(learning_rate=1e-2, precondition_frequency=3, **{"weight_decay": 0.0, **kw}), True),
+    # epsilon above float32's rounding of the statistics: see Shampoo's docstring (at 1e-6, jit and replicas differ)
+    "Shampoo": (lambda **kw: topt.Shampoo(learning_rate=1e-2, momentum=0.5, epsilon=1e-2, **kw), True),
 }
 
 
@@ -91,6 +93,8 @@ NON_DEFAULT = {
     "SOAP": dict(learning_rate=0.25, beta_1=0.9, beta_2=0.99, shampoo_beta=0.9, epsilon=1e-6, precondition_frequency=5,
                  max_precondition_dim=100, precondition_1d=True, correct_bias=False, normalize_gradient=True,
                  weight_decay=0.05),
+    "Shampoo": dict(learning_rate=0.25, momentum=0.8, preconditioning_compute_steps=3, epsilon=1e-4,
+                    decoupled_weight_decay=True, weight_decay=0.05),
 }
 
 
@@ -146,8 +150,9 @@ def test_fit_lowers_the_loss(optimizer_case):
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
-# XLA's eigensolver and QR differ from TensorFlow's kernels by float32 rounding, which SOAP's 1 / sqrt(v) magnifies.
-JIT_TOLERANCE = {"SOAP": dict(rtol=1e-4, atol=1e-5)}
+# XLA's eigensolver and QR differ from TensorFlow's kernels by float32 rounding, which SOAP's 1 / sqrt(v) and Shampoo's
+# inverse roots magnify.
+JIT_TOLERANCE = {"SOAP": dict(rtol=1e-4, atol=1e-5), "Shampoo": dict(rtol=1e-4, atol=1e-5)}
 
 
 def test_jit_compile_equals_the_traced_step(optimizer_case):

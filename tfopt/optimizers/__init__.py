@@ -27,6 +27,7 @@ from tfopt.optimizers.radam import RAdam
 from tfopt.optimizers.schedule_free_radam import ScheduleFreeRAdam
 from tfopt.optimizers.schedule_free_sgd import ScheduleFreeSGD
 from tfopt.optimizers.sgdp import SGDP
+from tfopt.optimizers.shampoo import Shampoo
 from tfopt.optimizers.soap import SOAP
 from tfopt.optimizers.stable_adamw import StableAdamW
 from tfopt.optimizers.yogi import Yogi
@@ -55,6 +56,7 @@ __all__ = [
     "SOAP",
     "ScheduleFreeRAdam",
     "ScheduleFreeSGD",
+    "Shampoo",
     "StableAdamW",
     "Yogi",
 ]

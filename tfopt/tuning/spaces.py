@@ -41,7 +41,7 @@ _TFOPT = {"adabelief": "AdaBelief", "adabound": "AdaBound", "adamp": "AdamP", "a
           "adopt": "ADOPT", "dadapt_adam": "DAdaptAdam", "laprop": "LaProp", "lars": "LARS", "lazy_adam": "LazyAdam",
           "madgrad": "MADGRAD", "mars": "MARS", "novograd": "NovoGrad", "prodigy": "Prodigy", "qhadam": "QHAdam",
           "radam": "RAdam", "schedule_free_radam": "ScheduleFreeRAdam", "schedule_free_sgd": "ScheduleFreeSGD",
-          "sgdp": "SGDP", "soap": "SOAP", "stable_adamw": "StableAdamW", "yogi": "Yogi"}
+          "sgdp": "SGDP", "shampoo": "Shampoo", "soap": "SOAP", "stable_adamw": "StableAdamW", "yogi": "Yogi"}
 _LOOKAHEAD = "lookahead_"
 OPTIMIZERS = tuple(sorted({**_KERAS, **_TFOPT}))
 SCHEDULES = ("constant", "cosine", "one_cycle", "warmup_cosine", "wsd")
@@ -68,10 +68,10 @@ def optimizer(hp, choices=("adam", "adamw", "radam", "adan", "lookahead_adam"), 
 
     Names: Keras's adadelta, adafactor, adagrad, adam, adamax, adamw, ftrl, lamb, lion, nadam, rmsprop, sgd;
     tfopt's adabelief, adabound, adamp, adan, ademamix, adopt, dadapt_adam, lars, laprop, lazy_adam, madgrad, mars,
-    novograd, prodigy, qhadam, radam, schedule_free_radam, schedule_free_sgd, sgdp, soap, stable_adamw, yogi; and
-    `"lookahead_<name>"`,
-    any of those wrapped in `tfopt.optimizers.Lookahead` (its defaults). Every other argument of the optimizer keeps
-    its default (Prodigy's and DAdaptAdam's `learning_rate` multiplies their own estimate: give it a range around 1).
+    novograd, prodigy, qhadam, radam, schedule_free_radam, schedule_free_sgd, sgdp, shampoo, soap, stable_adamw, yogi;
+    and `"lookahead_<name>"`, any of those wrapped in `tfopt.optimizers.Lookahead` (its defaults). Every other
+    argument of the optimizer keeps its default (Prodigy's and DAdaptAdam's `learning_rate` multiplies their own
+    estimate: give it a range around 1).
 
     Args:
         hp: a `keras_tuner.HyperParameters`.
