@@ -2,9 +2,10 @@
 reshapes one fails here, by name, rather than silently changing an optimizer's numbers.
 
 Checked on keras 3.15.1 (TensorFlow backend). Two kinds of private name:
-- hooks tfopt overrides: `_apply_weight_decay` (RAdam, and `_common.DecayInUpdateRule` for LARS, NovoGrad, Prodigy,
-  Adan) and `_distributed_tf_update_step` (Prodigy's one step over all variables). If Keras stops calling them, the
-  override is dead code and the base's own decay or per-variable step runs instead.
+- hooks tfopt overrides: `_apply_weight_decay` (RAdam, ADOPT, QHAdam, AdaBound, and `_common.DecayInUpdateRule` for
+  LARS, NovoGrad, Prodigy, Adan and most of the issue-14 optimizers) and `_distributed_tf_update_step` (Prodigy's and
+  DAdaptAdam's one step over all variables). If Keras stops calling them, the override is dead code and the base's
+  own decay or per-variable step runs instead.
 - names read by the functions at the end of `tfopt/_compat.py`.
 """
 
@@ -21,8 +22,8 @@ CHECKED_ON = ("3.15.1",)
 
 # name -> (parameters after `self`, the tfopt code that depends on it)
 HOOKS = {
-    "_apply_weight_decay": (["variables"], "RAdam and _common.DecayInUpdateRule (LARS, NovoGrad, Prodigy, Adan)"),
-    "_distributed_tf_update_step": (["distribution", "grads_and_vars", "learning_rate"], "Prodigy"),
+    "_apply_weight_decay": (["variables"], "RAdam, ADOPT, QHAdam, AdaBound and _common.DecayInUpdateRule"),
+    "_distributed_tf_update_step": (["distribution", "grads_and_vars", "learning_rate"], "Prodigy and DAdaptAdam"),
 }
 READ = {
     "_var_key": (["variable"], "_compat.optimizer_variable_key (LARS)"),
@@ -93,3 +94,25 @@ def test_names_read_by_compat_are_there():
     except AttributeError as error:
         pytest.fail(_explain(str(error).split("'")[-2], users, "or an attribute it uses is gone"))
 
+
+
+class _FinalizeSpy(keras.optimizers.SGD):
+    """SGD recording the calls of the public `finalize_variable_values`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.finalized = 0
+
+    def finalize_variable_values(self, var_list):
+        self.finalized += 1
+        super().finalize_variable_values(var_list)
+
+
+def test_fit_ends_with_finalize_variable_values():
+    """ScheduleFreeSGD and ScheduleFreeRAdam write their averaged weights there: `fit` must call it once at its end."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    spy = _FinalizeSpy(learning_rate=0.1)
+    model.compile(spy, "mse")
+    model.fit(np.ones((8, 2), "float32"), np.ones((8, 1), "float32"), epochs=2, verbose=0)
+    assert spy.finalized == 1, _explain("finalize_variable_values", "ScheduleFreeSGD and ScheduleFreeRAdam",
+                                        "is no longer called once at the end of `fit`")
