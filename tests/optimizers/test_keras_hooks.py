@@ -111,7 +111,7 @@ class _FinalizeSpy(keras.optimizers.SGD):
 def test_fit_ends_with_finalize_variable_values():
     """ScheduleFreeSGD and ScheduleFreeRAdam write their averaged weights there: `fit` must call it once at its end."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    spy = _FinalizeSpy(learning_rate=0.1)
+    spy = _FinalizeSpy(learning_rate=0.1, name="finalize_spy")
     model.compile(spy, "mse")
     model.fit(np.ones((8, 2), "float32"), np.ones((8, 1), "float32"), epochs=2, verbose=0)
     assert spy.finalized == 1, _explain("finalize_variable_values", "ScheduleFreeSGD and ScheduleFreeRAdam",
