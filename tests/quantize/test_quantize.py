@@ -220,3 +220,30 @@ def test_rescaling_normalization_and_a_standalone_batch_norm_run_in_int8():
     assert tfopt.export.float_ops_inside(flatbuffer) == []
     assert {op.outputs[0] for op in tfopt.export.inspect(flatbuffer).ops if op.name in ("MUL", "ADD")} == {"int8"}
     assert np.max(np.abs(tfopt.export.predict(flatbuffer, x_data) - expected)) <= 0.1 * spread
+
+
+def test_a_u_net_toy_exports_with_every_convolution_in_int8():
+    """Conv2DTranspose (with its BatchNorm folded and ReLU fused), UpSampling2D and Concatenate in a U-Net shape."""
+    inputs = keras.Input((8, 8, 1))
+    down = L.Conv2D(4, 3, padding="same", activation="relu", name="down")(inputs)
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="bottom")(down)
+    up = L.Conv2DTranspose(4, 3, strides=2, padding="same", use_bias=False, name="up")(x)
+    up = L.ReLU(name="up_relu")(L.BatchNormalization(name="up_bn")(up))
+    resized = L.Conv2D(4, 1, name="resized")(L.UpSampling2D(name="upsample")(x))
+    x = L.Concatenate(name="skip")([down, up, resized])
+    model = keras.Model(inputs, L.Conv2D(1, 1, name="mask")(x))
+    quantized = quantize_model(model)
+    assert quantized.get_layer("quantize_up").batch_norm is not None
+    assert quantized.get_layer("quantize_up").activation == "relu"
+    rng = np.random.default_rng(0)
+    x_data = rng.uniform(size=(32, 8, 8, 1)).astype("float32")
+    quantized.compile("adam", "mse")
+    quantized.fit(x_data, x_data, epochs=2, verbose=0)
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    assert tfopt.export.float_ops_inside(flatbuffer) == []
+    summary = tfopt.export.inspect(flatbuffer)
+    convolutions = summary.ops_of("CONV_2D") + summary.ops_of("TRANSPOSE_CONV")
+    assert len(summary.ops_of("TRANSPOSE_CONV")) == 1 and len(convolutions) == 5
+    assert {op.outputs[0] for op in convolutions} == {"int8"}
+    expected = quantized.predict(x_data, verbose=0)
+    assert np.max(np.abs(tfopt.export.predict(flatbuffer, x_data) - expected)) <= 0.05 * float(np.ptp(expected))

@@ -11,7 +11,8 @@ from tfopt import _checks, _surgery
 from tfopt.quantize import schemes
 from tfopt.quantize.quantizers import QuantizationAware, QuantizeActivation, fake_quant_weights
 
-FOLDABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+FOLDABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense,
+            keras.layers.Conv2DTranspose)
 FUSABLE_ACTIVATIONS = ("relu", "relu6")
 _ACTIVATIONS = {"linear": None, "relu": ops.relu, "relu6": ops.relu6}
 _OWNER = "QuantizeConvolution"
@@ -37,9 +38,9 @@ def _leading_shape(inputs, trailing):
 
 
 def _per_channel_axis(layer):
-    """The kernel axis of the output channels (None: Dense is quantized per tensor; TFLite needs it so)."""
-    if isinstance(layer, keras.layers.Dense):
-        return None
+    """The kernel axis of the output channels (None: Dense and Conv2DTranspose are quantized per tensor)."""
+    if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2DTranspose)):  # the converter's TRANSPOSE of a
+        return None  # per-channel transposed kernel fails ("mismatched quantized axes"): per tensor
     return -2 if isinstance(layer, keras.layers.DepthwiseConv2D) else -1
 
 
@@ -47,13 +48,15 @@ def _channel_scale(layer, scale):
     """The per-output-channel `scale` shaped to multiply the layer's kernel (depthwise: (in, multiplier))."""
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         return ops.reshape(scale, (-1, layer.depth_multiplier))
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        return ops.reshape(scale, (-1, 1))
     return scale
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
 class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
-    """A Conv1D/Conv2D/DepthwiseConv2D/Dense with its BatchNormalization folded in, its kernel fake-quantized and its
-    ReLU/ReLU6 fused, so that TFLite runs the three as one int8 (or 16x8) kernel.
+    """A Conv1D/Conv2D/DepthwiseConv2D/Conv2DTranspose/Dense with its BatchNormalization folded in, its kernel
+    fake-quantized and its ReLU/ReLU6 fused, so that TFLite runs the three as one int8 (or 16x8) kernel.
 
     ```python
     s = gamma / sqrt(moving_variance + epsilon)                # 1 without a batch_norm
@@ -62,6 +65,9 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
     y = activation(op(x, kernel) + bias)                       # op: the layer's convolution or matmul
     y = output_quantizer(y)                                    # moving-average range (QuantizeActivation)
     ```
+    TFLite ops (int8, measured): CONV_2D / DEPTHWISE_CONV_2D with per-channel weights, TRANSPOSE_CONV and
+    FULLY_CONNECTED with per-tensor weights (for a Dense on sequences, between RESHAPEs), the ReLU fused.
+
     The batch norm uses its moving statistics in training too: QAT fine-tunes a trained model with the statistics
     frozen (the converter folds the same numbers), while gamma and beta keep training. An activation that can't be
     fused (softmax, say) is applied after a quantizer of its own input.
@@ -70,7 +76,7 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
     through training (a `sparsity_mask` is kept like a pruning mask), so the int8 kernel keeps them.
 
     Args:
-        layer: a Keras 3 Conv1D, Conv2D, DepthwiseConv2D or Dense (channels_last, groups=1).
+        layer: a Keras 3 Conv1D, Conv2D, DepthwiseConv2D, Conv2DTranspose or Dense (channels_last, groups=1).
         batch_norm: the BatchNormalization that follows it, or None. Defaults to `None`.
         activation: the activation applied last, by name ("relu", "relu6", "softmax", ...), or None for the
             layer's own. Defaults to `None`.
@@ -87,7 +93,8 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
     """
 
     def __init__(self, layer, batch_norm=None, activation=None, scheme="int8", preserve_sparsity=False, **kwargs):
-        _checks.instance(_OWNER, "layer", layer, FOLDABLE, "a Keras 3 Conv1D, Conv2D, DepthwiseConv2D or Dense")
+        _checks.instance(_OWNER, "layer", layer, FOLDABLE,
+                         "a Keras 3 Conv1D, Conv2D, DepthwiseConv2D, Conv2DTranspose or Dense")
         valid = getattr(layer, "data_format", "channels_last") == "channels_last" and getattr(layer, "groups", 1) == 1
         _checks.satisfies(_OWNER, "layer", layer, valid, "channels_last with groups=1")
         kwargs.setdefault("name", f"quantize_{layer.name}")
@@ -156,6 +163,9 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
             return ops.depthwise_conv(
                 inputs, kernel, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate
             )
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            return ops.conv_transpose(inputs, kernel, strides=layer.strides, padding=layer.padding,
+                                      output_padding=layer.output_padding, dilation_rate=layer.dilation_rate)
         return layer.convolution_op(inputs, kernel)
 
     def call(self, inputs, training=None):
