@@ -104,7 +104,7 @@ def test_optimizer_errors_name_the_argument(kwargs, argument, kind):
 
 
 def test_optimizer_unknown_choice_lists_the_valid_ones_and_is_a_value_error():
-    with pytest.raises(ValueError, match="one of 'adabelief', 'adadelta'.*'yogi' or 'lookahead_' .*adamz"):
+    with pytest.raises(ValueError, match="one of 'adabelief', 'adabound', 'adadelta'.*'yogi' or 'lookahead_' .*adamz"):
         tfopt.tuning.optimizer(keras_tuner.HyperParameters(), choices=["adamz"])
     with pytest.raises(Fatal, match="argument `optimizer` .* Received: optimizer='nope'"):
         tfopt.tuning.optimizer(fixed(optimizer="nope"))
