@@ -1,7 +1,7 @@
 """Behaviour every tfopt optimizer shares, tested once for all of them: config and `.keras` round trips, `fit`,
 `jit_compile`, a 2-replica MirroredStrategy equal to one device, `LossScaleOptimizer` with mixed_float16, clipping,
-`exclude_from_weight_decay`, the sparse gradients of an `Embedding`, and a `.keras` save/load mid-training whose next
-steps equal an uninterrupted run."""
+`exclude_from_weight_decay`, the sparse gradients of an `Embedding`, a `.keras` save/load mid-training whose next
+steps equal an uninterrupted run, and no float64 in the traced step (conditional branches included)."""
 
 import contextlib
 
@@ -279,3 +279,25 @@ def test_keras_file_mid_training_resumes_identically(optimizer_case, tmp_path):
     _fit(model, epochs=2)
     _fit(restored, epochs=2)
     _assert_weights_close(model, restored, rtol=1e-6, atol=1e-7)
+
+
+# RAdam, AdaBelief (rectify), Adan and AdEMAMix take their step-size scalars in float64 (older than this rule).
+USES_FLOAT64 = {"RAdam", "AdaBelief", "Adan", "AdEMAMix"}
+
+
+def test_no_float64_in_the_compiled_step(optimizer_case):
+    import tensorflow as tf  # noqa: PLC0415 - only this test reads the traced graph
+
+    name, make, _ = optimizer_case
+    if name in USES_FLOAT64:
+        pytest.skip(f"{name} computes its step-size scalars in float64")
+    variables = [keras.Variable(value) for value in initial_values(SHAPES)]
+    optimizer = make()
+    optimizer.build(variables)
+    step = tf.function(lambda grads: optimizer.apply(grads, variables))
+    graph = step.get_concrete_function([tf.TensorSpec(v.shape, "float32") for v in variables]).graph.as_graph_def()
+    nodes = [*graph.node, *(node for function in graph.library.function for node in function.node_def)]  # in conds
+    double = tf.float64.as_datatype_enum
+    float64 = sorted({node.op for node in nodes for attr in node.attr.values()
+                      if attr.type == double or double in attr.list.type})
+    assert not float64, f"{name}: float64 ops in the step: {float64}"
