@@ -29,13 +29,14 @@ class LaProp(DecayInUpdateRule, keras.optimizers.Optimizer):
     w = w - lr_t * weight_decay * w                                # after the step
     ```
 
-    This is the authors' `laprop.py` (Z-T-WANG/LaProp-Optimizer) as pytorch-optimizer 4.1.0's `LaProp` writes it,
-    with their defaults (`learning_rate=4e-4`, `epsilon=1e-15`); pytorch-optimizer adds the `1e-15` under the square
-    root and the `steps_before_using_centered` delay, which the authors' code lacks (set it to 0 and `epsilon` >>
-    1e-15 for theirs). The rate enters the momentum, so a schedule changes the step from the next momentum on. The
-    weight decay is decoupled and applied after the step, as in both; it skips the variables excluded with
-    `exclude_from_weight_decay` (pytorch-optimizer's coupled `weight_decouple=False` has no effect there and is
-    left out).
+    This is pytorch-optimizer 4.1.0's `LaProp`, with its defaults (`learning_rate=4e-4`, `epsilon=1e-15`, the
+    authors' too). The authors' `laprop.py` (Z-T-WANG/LaProp-Optimizer at 9373f13) differs in three places: its
+    `epsilon` is added to `sqrt(v / (1 - beta_2**t))`, after the correction (here, as in pytorch-optimizer, before
+    it, with `1e-15` under the root); its weight decay is `w = w - weight_decay * w`, not scaled by the rate; and its
+    `centered` branch does not run (a misnamed variable). No argument reproduces the first two. The rate enters the
+    momentum, so a schedule changes the step from the next momentum on. The weight decay is decoupled and applied
+    after the step; it skips the variables excluded with `exclude_from_weight_decay` (pytorch-optimizer's coupled
+    `weight_decouple=False` reaches the gradient after it is used and has no effect there, and is left out).
 
     Args:
         learning_rate: A float >= 0, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable taking no
