@@ -39,8 +39,8 @@ class ScheduleFreeRAdam(ScheduleFree, keras.optimizers.Optimizer):
     it, with their defaults. With `silent_sgd_phase=False`, pytorch-optimizer's early steps use a rate of 1.0
     whatever `learning_rate` is; the authors' (and here) use `learning_rate`. The authors' `radam_schedulefree.py`
     (at 51ee0b9) subtracts the `y` step (`y.sub_(grad, alpha=adaptive_y_lr)`), the opposite sign of their SGD and
-    AdamW and of `y = (1 - beta_1) * z + beta_1 * x` after the step; pytorch-optimizer and tfopt add it. `rho` is computed in
-    float32 in a form accurate to ~1e-7 (`_schedule_free.sma_length`), without float64. The weight decay is taken
+    AdamW and of `y = (1 - beta_1) * z + beta_1 * x` after the step; pytorch-optimizer and tfopt add it. `rho` is
+    computed in float32 in a form accurate to ~1e-7 (`_schedule_free.sma_length`), without float64. The decay is taken
     at `y` into the step, as in both, and skips the variables excluded with `exclude_from_weight_decay`.
 
     Args:
