@@ -150,10 +150,9 @@ def test_model_errors_name_the_argument(mobile_block_model):
 
     with pytest.raises(TypeError, match=r"quantize_model: argument `model` must be a Sequential or Functional"):
         quantize_model(Subclassed())
-    inner = keras.Sequential([keras.Input((4,)), L.Dense(2)], name="inner")
-    outer = keras.Sequential([keras.Input((4,)), inner])
-    with pytest.raises(ValueError, match=r"nested model 'inner' can't be quantized in place"):
-        quantize_model(outer)
+    inputs = keras.Input((4,))
+    with pytest.raises(TypeError, match=r"quantize_model: argument `model` must be a Sequential or Functional"):
+        quantize_model(keras.Model(inputs, Subclassed()(inputs)))  # nested, and not copyable layer by layer
     with pytest.raises(ValueError, match=r"argument `scheme` must be one of 'int8', '16x8'. Received: scheme='int4'"):
         quantize_model(mobile_block_model(), scheme="int4")
     with pytest.raises(ValueError, match=r"layer 'concat' \(Concatenate\) has no 16x8 kernel in the TFLite converter"):
@@ -247,3 +246,42 @@ def test_a_u_net_toy_exports_with_every_convolution_in_int8():
     assert {op.outputs[0] for op in convolutions} == {"int8"}
     expected = quantized.predict(x_data, verbose=0)
     assert np.max(np.abs(tfopt.export.predict(flatbuffer, x_data) - expected)) <= 0.05 * float(np.ptp(expected))
+
+
+def test_a_nested_model_is_rewritten_inside_and_exports_in_int8():
+    """ConvNeXt's stem is a nested Sequential: its layers are quantized in place, BatchNorm folded as outside."""
+    stem = keras.Sequential([keras.Input((6, 6, 3)), L.Conv2D(4, 3, name="stem_conv"), L.BatchNormalization(name="bn"),
+                             L.ReLU(name="relu")], name="stem")
+    inputs = keras.Input((6, 6, 3))
+    model = keras.Model(inputs, L.Dense(2, name="head")(L.GlobalAveragePooling2D(name="gap")(stem(inputs))))
+    quantized = quantize_model(model)
+    inner = quantized.get_layer("stem")
+    assert isinstance(inner, keras.Model) and inner is not stem
+    folded = inner.get_layer("quantize_stem_conv")
+    assert isinstance(folded, QuantizeConvolution) and folded.batch_norm is not None and folded.activation == "relu"
+    x = np.random.default_rng(0).normal(size=(32, 6, 6, 3)).astype("float32")
+    quantized.compile("adam", "mse")
+    quantized.fit(x, np.zeros((32, 2)), epochs=1, verbose=0)
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    assert tfopt.export.float_ops_inside(flatbuffer) == []
+    expected = quantized.predict(x, verbose=0)
+    assert np.max(np.abs(tfopt.export.predict(flatbuffer, x) - expected)) <= 0.05 * float(np.ptp(expected)) + 1e-6
+
+
+def test_a_conv2d_with_one_group_per_channel_runs_as_an_int8_depthwise_convolution():
+    """ConvNeXt's depthwise convolutions are Conv2D(groups=channels): TFLite runs them as DEPTHWISE_CONV_2D."""
+    inputs = keras.Input((6, 6, 8))
+    x = L.Conv2D(8, 3, groups=8, padding="same", name="grouped")(inputs)
+    model = keras.Model(inputs, L.Dense(2, name="head")(L.GlobalAveragePooling2D(name="gap")(x)))
+    x_data = np.random.default_rng(0).normal(size=(32, 6, 6, 8)).astype("float32")
+    quantized = quantize_model(model)
+    for _ in range(5):
+        quantized(x_data, training=True)
+    expected = model.predict(x_data, verbose=0)
+    assert np.max(np.abs(quantized.predict(x_data, verbose=0) - expected)) <= 0.05 * float(np.ptp(expected))
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    summary = tfopt.export.inspect(flatbuffer)
+    assert [op.outputs[0] for op in summary.ops_of("DEPTHWISE_CONV_2D")] == ["int8"]
+    assert tfopt.export.float_ops_inside(flatbuffer) == []
+    with pytest.raises(ValueError, match="groups = filters = input channels"):
+        quantize_model(keras.Sequential([keras.Input((6, 6, 8)), L.Conv2D(4, 3, groups=2)]))

@@ -95,8 +95,12 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
     def __init__(self, layer, batch_norm=None, activation=None, scheme="int8", preserve_sparsity=False, **kwargs):
         _checks.instance(_OWNER, "layer", layer, FOLDABLE,
                          "a Keras 3 Conv1D, Conv2D, DepthwiseConv2D, Conv2DTranspose or Dense")
-        valid = getattr(layer, "data_format", "channels_last") == "channels_last" and getattr(layer, "groups", 1) == 1
-        _checks.satisfies(_OWNER, "layer", layer, valid, "channels_last with groups=1")
+        groups = getattr(layer, "groups", 1)
+        self._grouped_depthwise = isinstance(layer, keras.layers.Conv2D) and groups > 1 and groups == layer.filters
+        valid = getattr(layer, "data_format", "channels_last") == "channels_last" and (
+            groups == 1 or self._grouped_depthwise)
+        _checks.satisfies(_OWNER, "layer", layer, valid,
+                          "channels_last with groups=1 (or groups = filters = input channels: a depthwise Conv2D)")
         kwargs.setdefault("name", f"quantize_{layer.name}")
         super().__init__(layer, autocast=False, **kwargs)
         if isinstance(batch_norm, dict):
@@ -117,6 +121,9 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
 
     def build(self, input_shape):
         super().build(input_shape)
+        if self._grouped_depthwise:
+            _checks.satisfies(_OWNER, "layer", self.layer, input_shape[-1] == self.layer.groups,
+                              "channels_last with groups=1 (or groups = filters = input channels: a depthwise Conv2D)")
         kernel = self.layer.kernel
         output_shape = self.layer.compute_output_shape(input_shape)
         self._channels = output_shape[-1]
@@ -159,7 +166,7 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
         layer = self.layer
         if isinstance(layer, keras.layers.Dense):
             return ops.matmul(inputs, kernel)
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
+        if isinstance(layer, keras.layers.DepthwiseConv2D) or self._grouped_depthwise:
             return ops.depthwise_conv(
                 inputs, kernel, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate
             )
@@ -170,7 +177,10 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
 
     def call(self, inputs, training=None):
         kernel, bias = self.folded_weights()
-        kernel = fake_quant_weights(kernel, _per_channel_axis(self.layer), self._weight_bits)
+        axis = _per_channel_axis(self.layer)
+        if self._grouped_depthwise:  # (h, w, 1, channels) -> the depthwise layout (h, w, channels, 1) TFLite runs
+            kernel, axis = ops.reshape(kernel, (*kernel.shape[:2], kernel.shape[-1], 1)), -2
+        kernel = fake_quant_weights(kernel, axis, self._weight_bits)
         inputs = ops.cast(inputs, kernel.dtype)
         sequence = isinstance(self.layer, keras.layers.Dense) and len(inputs.shape) > 2
         if sequence:  # (batch, ..., features): one 2-D matmul whose output, bias included, is quantized in 2-D
@@ -227,14 +237,11 @@ class QuantizeOutputs(QuantizationAware, keras.layers.Wrapper):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.output_quantizer.build(self.layer.compute_output_shape(input_shape))
+        self.output_quantizer.build()  # scalar ranges: no shape needed (a layer may not implement its output shape)
 
     def call(self, inputs, training=None, **kwargs):
         outputs = self.layer(inputs, training=training, **kwargs)  # kwargs: the layer's own, such as `mask`
         return self.output_quantizer(outputs, training=training)
-
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
 
     def get_config(self):
         return {**super().get_config(), "scheme": self.scheme}

@@ -69,6 +69,12 @@ def _fusion(graph, head):
     return batch_norm, activation, absorbed
 
 
+def _is_layer_scale(layer):
+    """ConvNeXt's LayerScale (`x * gamma`, a class keras.applications keeps private): one int8 MUL, its output
+    ranged."""
+    return type(layer).__name__ == "LayerScale" and type(layer).__module__.startswith("keras.src.applications")
+
+
 def _skipped(layer, skip):
     return any(layer.name == entry if isinstance(entry, str) else isinstance(layer, entry) for entry in skip)
 
@@ -130,9 +136,12 @@ class _Rebuilder:
 
     def _layer_for(self, layer, rank):
         """The layer to call instead of `layer`, whose (first) input has `rank` axes."""
-        if isinstance(layer, keras.Model):
-            raise ValueError(f"{_OWNER}: nested model '{layer.name}' can't be quantized in place: quantize it on "
-                             "its own, or build the outer model from its layers.")
+        if isinstance(layer, keras.Model):  # a nested Sequential/Functional: its own graph, rewritten alike
+            _surgery.check_copyable(_OWNER, layer)
+            nested = _surgery.as_functional(layer)
+            inner = _Rebuilder(_surgery.trace(nested), self.scheme, self.skip, self.preserve_sparsity)
+            inner.fills = self.fills  # its layers' weights are put in with the outer model's
+            return _surgery.rewire(nested, inner)
         if self.scheme == "16x8" and isinstance(layer, NO_INT16_KERNEL):
             raise ValueError(f"{_OWNER}: layer '{layer.name}' ({type(layer).__name__}) has no 16x8 kernel in the "
                              "TFLite converter, which rejects int16 inputs to it. Use scheme='int8' for this model.")
@@ -147,7 +156,7 @@ class _Rebuilder:
             rewritten = QuantizeAffine
         if rewritten is not None and not _skipped(layer, self.skip):
             return rewritten(self.fills.copy(layer), self.scheme)
-        if isinstance(layer, OUTPUT_QUANTIZED) or _skipped(layer, self.skip):
+        if isinstance(layer, OUTPUT_QUANTIZED) or _skipped(layer, self.skip) or _is_layer_scale(layer):
             return QuantizeOutputs(self.fills.copy(layer), self.scheme)
         raise ValueError(
             f"{_OWNER}: layer '{layer.name}' ({type(layer).__name__}) can't be quantized. Pass "
@@ -238,7 +247,7 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
     quantized = _surgery.rewire(functional, rebuild)
     rebuild.fills.apply()
     if preserve_sparsity:
-        for layer in quantized.layers:
+        for layer in _surgery.layers(quantized):
             if isinstance(layer, QuantizeConvolution):
                 layer.keep_current_zeros()
     return quantized
