@@ -6,12 +6,14 @@
    `tfopt.compat.to_tf_keras`) in a worker process started with TF_USE_LEGACY_KERAS=1. The two processes take
    turns round by round; in a round each of a process's models fits `--steps` steps twice, in turns, and new
    models are built every few rounds. TensorFlow is held to one thread and each process's CPU time is measured.
-   Goal: tfopt's QAT ÷ float no larger than tfmot's.
+   Goal: tfopt's QAT ÷ float no larger than tfmot's. The digits Transformer (`tfopt.demo.model`) is timed the same
+   way on Keras 3 alone (tfmot has no QAT for its layers); goal: QAT ÷ float <= 1.3.
 2. Inference: each model is exported float32, int8 by post-training quantization (PTQ, calibrated on 100 inputs)
    and int8 from a QAT copy fitted on two batches, then timed by `tfopt.export.benchmark` (p50 wall time of one
    sample per `invoke` over at least `--runs` invokes and 50 ms, one thread, LiteRT's default XNNPACK delegate),
    each variant twice per round, in turns.
-   The digits CNN takes 8x8 inputs, so a call is ~10 us and per-op overhead dominates; the 96x96x3
+   The digits CNN and the digits Transformer take tiny inputs, so a call is ~10 us and per-op overhead dominates
+   (the Transformer's PTQ file computes LayerNorm's NEG in float); the 96x96x3
    MobileNet-style models show the arithmetic. The int8 speed-up depends on the CPU's int8 instructions
    (AVX-VNNI, AVX512-VNNI, ARM dotprod), so the CPU and its flags are printed with the latencies.
 Every ratio is printed as its median over the rounds and its spread (min-max).
@@ -71,6 +73,25 @@ def _step_rounds(legacy, steps, per_set):
     return _timing.fit_rounds(keras_module, models, dataset, steps, per_set)
 
 
+def transformer_step_times(steps, rounds, per_set):
+    """{name: [CPU seconds per round]} of the digits Transformer, float, QAT and control (Keras 3 only: tfmot has no
+    QAT for attention or LayerNorm)."""
+    import keras
+    import tensorflow as tf
+
+    import tfopt
+    from tfopt.demo.data import load_digits_split
+    from tfopt.demo.model import digit_tokens, digits_transformer
+
+    split = load_digits_split()
+    dataset = tf.data.Dataset.from_tensor_slices((digit_tokens(split.x_train), split.y_train))
+    dataset = dataset.batch(BATCH_SIZE).repeat()
+    models = {"float": digits_transformer, "QAT": lambda: tfopt.quantize.quantize_model(digits_transformer()),
+              "control": digits_transformer}
+    run_round = _timing.fit_rounds(keras, models, dataset, steps, per_set)
+    return _timing.collect([run_round() for _ in range(rounds)])
+
+
 def step_times(steps, rounds, per_set):
     """{side: {name: [CPU seconds per round]}}, the Keras 3 side here and the tf_keras one in a worker, in turns."""
     args = ["--tf-keras-worker", "--steps", str(steps), "--per-set", str(per_set)]
@@ -102,7 +123,7 @@ def _latency_models(quick):
     import numpy as np
 
     from tfopt.demo.data import load_digits_split
-    from tfopt.demo.model import digits_cnn
+    from tfopt.demo.model import digit_tokens, digits_cnn, digits_transformer
 
     split = load_digits_split()
     rng = np.random.default_rng(0)
@@ -111,7 +132,9 @@ def _latency_models(quick):
     def random_data():
         return rng.uniform(size=(100, size, size, 3)).astype("float32"), rng.integers(0, 10, 100).astype("int32")
 
+    tokens = digit_tokens(split.x_train[:100])
     models = [("digits CNN 8x8x1", digits_cnn, split.x_train[:100], split.y_train[:100]),
+              ("digits Transformer 16x4 tokens", digits_transformer, tokens, split.y_train[:100]),
               (f"MobileNet-style {size}x{size}x3, width 2", lambda: _mobilenet_style(size), *random_data())]
     if not quick:
         models.append(("MobileNetV2 alpha 0.35 96x96x3", lambda: keras.applications.MobileNetV2(
@@ -197,6 +220,16 @@ def _report_steps(times, steps, rounds, per_set):
           f"difference {100 * (ours - theirs):+.1f} points")
 
 
+def _report_transformer_steps(times, steps):
+    print(f"\ndigits Transformer (18k weights: attention, LayerNorm, GELU), batch {BATCH_SIZE}, Adam, Keras 3 only: "
+          f"float step {1e3 * statistics.median(times['float']) / (2 * steps):.2f} ms CPU")
+    ratios = _timing.per_round(times, "QAT", "float")
+    verdict = "goal met" if statistics.median(ratios) <= 1.3 else "goal NOT met"
+    print(_timing.ratio_line("digits Transformer QAT ÷ float step time", ratios, f"goal <= 1.3: {verdict}"))
+    print(_timing.ratio_line("digits Transformer control ÷ float step time",
+                             _timing.per_round(times, "control", "float"), "the same work, should be 1"))
+
+
 def _report_latencies(p50s, runs, rounds, seconds):
     print(f"\nTFLite latency, one sample, 1 thread (LiteRT, XNNPACK), p50 of >= {runs} invokes (>= {seconds:g} s of "
           f"float32), {rounds} rounds of 2 per variant; wall time")
@@ -227,6 +260,7 @@ def main(argv=None):
     print(note)
     print(_timing.CPU_NOTE)
     _report_steps(step_times(steps, rounds, args.per_set), steps, rounds, args.per_set)
+    _report_transformer_steps(transformer_step_times(steps, rounds, args.per_set), steps)
     seconds = 0.01 if args.quick else 0.05
     _report_latencies(latencies(args.quick, runs, rounds, seconds), runs, rounds, seconds)
 

@@ -3,9 +3,10 @@
 Story: your model is a small Vision Transformer, and tfmot stops at its first MultiHeadAttention and LayerNorm.
 `tfopt.quantize.quantize_model` rewrites them (and the `keras.ops` calls around them) with learned ranges on every
 tensor, so after a few epochs of QAT the converter gives a model whose every op between the input QUANTIZE and the
-output DEQUANTIZE runs in int8. The model: each 8x8 digit cut into 16 tokens of 2x2 pixels, a Dense projection plus a
-learned position Embedding, 2 encoder blocks (4-head attention, LayerNorm, GELU feed-forward), pooling, Dense;
-18k weights. Runtime on 2 CPU cores: ~1 min (`--quick`: ~30 s). Data: scikit-learn's digits.
+output DEQUANTIZE runs in int8. The model (`tfopt.demo.model.digits_transformer`): each 8x8 digit cut into 16
+tokens of 2x2 pixels, a Dense projection plus a learned position Embedding, 2 encoder blocks (4-head attention,
+LayerNorm, GELU feed-forward), pooling, Dense; 18k weights. Runtime on 2 CPU cores: ~1 min (`--quick`: ~30 s).
+Data: scikit-learn's digits.
 
 Example:
     python examples/transformer_to_int8.py --quick
@@ -16,37 +17,12 @@ import sys
 
 import keras
 import numpy as np
-from keras import layers, ops
 
 import tfopt
 from tfopt.demo.data import load_digits_split
+from tfopt.demo.model import digit_tokens, digits_transformer
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def tokens(images):
-    """(n, 8, 8, 1) images -> (n, 16, 4): 2x2 patches, row by row."""
-    n = len(images)
-    return images.reshape(n, 4, 2, 4, 2).transpose(0, 1, 3, 2, 4).reshape(n, 16, 4)
-
-
-def digits_transformer(width=32, heads=4, hidden=64, blocks=2, seed=0):
-    """The Vision Transformer in miniature: tokens (16, 4) -> 10 logits."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((16, 4), name="tokens")
-    x = layers.Dense(width, name="projection")(inputs)
-    positions = ops.cumsum(ops.ones_like(inputs[..., 0], dtype="int32"), axis=1) - 1  # 0..15 for each sample
-    x = x + layers.Embedding(16, width, name="position")(positions)
-    for block in range(blocks):
-        h = layers.LayerNormalization(name=f"block{block}_norm1")(x)
-        h = layers.MultiHeadAttention(heads, width // heads, name=f"block{block}_attention")(h, h)
-        x = layers.Add(name=f"block{block}_residual1")([x, h])
-        h = layers.LayerNormalization(name=f"block{block}_norm2")(x)
-        h = layers.Dense(hidden, activation="gelu", name=f"block{block}_hidden")(h)
-        h = layers.Dense(width, name=f"block{block}_output")(h)
-        x = layers.Add(name=f"block{block}_residual2")([x, h])
-    x = layers.GlobalAveragePooling1D(name="pool")(layers.LayerNormalization(name="norm")(x))
-    return keras.Model(inputs, layers.Dense(10, name="logits")(x), name="digits_transformer")
 
 
 def train(model, x, y, epochs, rate):
@@ -66,7 +42,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     epochs, qat_epochs = (10, 2) if args.quick else (30, 5)
     split = load_digits_split()
-    x_train, x_test = tokens(split.x_train), tokens(split.x_test)
+    x_train, x_test = digit_tokens(split.x_train), digit_tokens(split.x_test)
 
     model = train(digits_transformer(), x_train, split.y_train, epochs, 2e-3)
     qat = train(tfopt.quantize.quantize_model(model), x_train, split.y_train, qat_epochs, 2e-4)

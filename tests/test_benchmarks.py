@@ -29,7 +29,8 @@ EXPECTED = {
     "quantization": [rf"^{side} {kind} ÷ float step time: {RATIO}"
                      for side in (r"tfopt \(Keras 3\)", r"tfmot \(tf_keras\)") for kind in ("QAT", "control")]
     + [rf"^{model}.*: int8 {variant} ÷ float32 latency: {RATIO}"
-       for model in ("digits CNN", "MobileNet-style") for variant in ("PTQ", "QAT")],
+       for model in ("digits CNN", "digits Transformer", "MobileNet-style") for variant in ("PTQ", "QAT")]
+    + [rf"^digits Transformer {kind} ÷ float step time: {RATIO}" for kind in ("QAT", "control")],
 }
 
 
