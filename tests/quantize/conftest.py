@@ -76,3 +76,36 @@ def trained_qat():
         return cache[scheme]
 
     return make
+
+
+def _quantizer_ranges(model):
+    """[[min, max], ...] of every activation quantizer of a QAT model, nested ones included."""
+    quantizers = [layer for layer in tfopt._surgery.layers(model, sublayers=True)
+                  if isinstance(layer, tfopt.quantize.QuantizeActivation)]
+    return np.array([[float(q.min_value.numpy()), float(q.max_value.numpy())] for q in quantizers])
+
+
+def _assert_resumes_from_a_keras_file(make, x, y, tmp_path):
+    """A QAT model (`make()`: compiled) saved to .keras after 1 epoch and fit 1 more ends as one fit 2 epochs."""
+    keras.utils.set_random_seed(2)
+    straight = make()
+    straight.fit(x, y, epochs=2, shuffle=False, verbose=0)
+    keras.utils.set_random_seed(2)
+    first = make()
+    first.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    first.save(tmp_path / "qat.keras")
+    resumed = keras.saving.load_model(tmp_path / "qat.keras")
+    resumed.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(resumed.predict(x, verbose=0), straight.predict(x, verbose=0), atol=2e-5)
+
+
+@pytest.fixture
+def quantizer_ranges():
+    """`quantizer_ranges(model)`: [[min, max], ...] of every activation quantizer of a QAT model."""
+    return _quantizer_ranges
+
+
+@pytest.fixture
+def assert_resumes_from_a_keras_file():
+    """`assert_resumes_from_a_keras_file(make, x, y, tmp_path)`: the `.keras` mid-training resume check."""
+    return _assert_resumes_from_a_keras_file

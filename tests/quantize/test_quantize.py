@@ -104,14 +104,8 @@ def test_trains_and_predicts_under_jit_compile(mobile_block_model, mobile_block_
     np.testing.assert_allclose(compiled, quantized.predict(x, verbose=0), atol=1e-5)
 
 
-def _quantizer_ranges(model):
-    quantizers = [layer for layer in tfopt._surgery.layers(model, sublayers=True)
-                  if isinstance(layer, tfopt.quantize.QuantizeActivation)]
-    return np.array([[float(q.min_value.numpy()), float(q.max_value.numpy())] for q in quantizers])
-
-
 def test_two_replicas_learn_the_ranges_and_weights_of_one_device(
-    mobile_block_model, mobile_block_data, mirrored_strategy, compile_classifier
+    mobile_block_model, mobile_block_data, mirrored_strategy, compile_classifier, quantizer_ranges
 ):
     """Each replica sees half of every batch: the ranges are the min/max over both halves, as on one device."""
     x, y = mobile_block_data
@@ -120,27 +114,18 @@ def test_two_replicas_learn_the_ranges_and_weights_of_one_device(
     with mirrored_strategy.scope():
         replicated = compile_classifier(quantize_model(mobile_block_model()))
     replicated.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-    ranges = _quantizer_ranges(single)
+    ranges = quantizer_ranges(single)
     assert len(ranges) == 10 and np.all(ranges[:, 0] <= 0) and np.all(ranges[:, 1] > 0)
-    np.testing.assert_allclose(_quantizer_ranges(replicated), ranges, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(quantizer_ranges(replicated), ranges, rtol=1e-5, atol=1e-6)
     for mirrored, plain in zip(replicated.weights, single.weights):
         np.testing.assert_allclose(np.asarray(mirrored), np.asarray(plain), rtol=1e-4, atol=1e-5)
 
 
 def test_keras_file_mid_training_resumes_as_if_uninterrupted(
-    tmp_path, mobile_block_model, mobile_block_data, compile_classifier
+    tmp_path, mobile_block_model, mobile_block_data, compile_classifier, assert_resumes_from_a_keras_file
 ):
-    x, y = mobile_block_data
-    keras.utils.set_random_seed(2)
-    straight = compile_classifier(quantize_model(mobile_block_model()))
-    straight.fit(x, y, epochs=2, shuffle=False, verbose=0)
-    keras.utils.set_random_seed(2)
-    first = compile_classifier(quantize_model(mobile_block_model()))
-    first.fit(x, y, epochs=1, shuffle=False, verbose=0)
-    first.save(tmp_path / "qat.keras")
-    resumed = keras.saving.load_model(tmp_path / "qat.keras")
-    resumed.fit(x, y, epochs=1, shuffle=False, verbose=0)
-    np.testing.assert_allclose(resumed.predict(x, verbose=0), straight.predict(x, verbose=0), atol=2e-5)
+    make = lambda: compile_classifier(quantize_model(mobile_block_model()))  # noqa: E731
+    assert_resumes_from_a_keras_file(make, *mobile_block_data, tmp_path)
 
 
 def test_model_errors_name_the_argument(mobile_block_model):

@@ -9,7 +9,7 @@ from keras import layers, ops
 import tfopt
 from tfopt.demo.data import load_digits_split
 from tfopt.demo.model import digit_tokens, digits_transformer
-from tfopt.quantize import QuantizeActivation, QuantizeConvolution, quantize_model
+from tfopt.quantize import QuantizeConvolution, quantize_model
 from tfopt.quantize.attention import QuantizeEinsumDense, QuantizeMultiHeadAttention, _as_matmul
 from tfopt.quantize.normalization import QuantizeEmbedding, QuantizeLayerNormalization
 
@@ -147,36 +147,21 @@ def test_fit_under_jit_compile_equals_the_eager_predictions():
     assert np.mean(compiled_predictions.argmax(1) == eager.argmax(1)) >= 0.95
 
 
-def _ranges(model):
-    quantizers = [layer for layer in tfopt._surgery.layers(model, sublayers=True)
-                  if isinstance(layer, QuantizeActivation)]
-    return np.array([[float(q.min_value.numpy()), float(q.max_value.numpy())] for q in quantizers])
-
-
-def test_two_replicas_learn_the_ranges_and_weights_of_one_device(mirrored_strategy):
+def test_two_replicas_learn_the_ranges_and_weights_of_one_device(mirrored_strategy, quantizer_ranges):
     single = compiled(quantize_model(small_transformer()))
     single.fit(X, Y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     with mirrored_strategy.scope():
         replicated = compiled(quantize_model(small_transformer()))
     replicated.fit(X, Y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-    ranges = _ranges(single)
+    ranges = quantizer_ranges(single)
     assert len(ranges) > 20 and np.all(ranges[:, 1] > ranges[:, 0])
-    np.testing.assert_allclose(_ranges(replicated), ranges, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(quantizer_ranges(replicated), ranges, rtol=1e-4, atol=1e-5)
     for mirrored, plain in zip(replicated.weights, single.weights):
         np.testing.assert_allclose(np.asarray(mirrored), np.asarray(plain), rtol=1e-3, atol=1e-4)
 
 
-def test_keras_file_mid_training_resumes_as_if_uninterrupted(tmp_path):
-    keras.utils.set_random_seed(2)
-    straight = compiled(quantize_model(small_transformer()))
-    straight.fit(X, Y, epochs=2, shuffle=False, verbose=0)
-    keras.utils.set_random_seed(2)
-    first = compiled(quantize_model(small_transformer()))
-    first.fit(X, Y, epochs=1, shuffle=False, verbose=0)
-    first.save(tmp_path / "qat.keras")
-    resumed = keras.saving.load_model(tmp_path / "qat.keras")
-    resumed.fit(X, Y, epochs=1, shuffle=False, verbose=0)
-    np.testing.assert_allclose(resumed.predict(X, verbose=0), straight.predict(X, verbose=0), atol=2e-5)
+def test_keras_file_mid_training_resumes_as_if_uninterrupted(tmp_path, assert_resumes_from_a_keras_file):
+    assert_resumes_from_a_keras_file(lambda: compiled(quantize_model(small_transformer())), X, Y, tmp_path)
 
 
 def test_mixed_precision_trains():

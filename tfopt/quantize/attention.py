@@ -21,9 +21,8 @@ import keras
 from keras import ops
 
 from tfopt import _checks
-from tfopt.quantize import schemes
 from tfopt.quantize.layers import _leading_shape
-from tfopt.quantize.quantizers import QuantizationAware, QuantizeActivation, fake_quant_weights
+from tfopt.quantize.quantizers import QuantizeActivation, QuantizeWrapper, fake_quant_weights
 
 
 def _as_matmul(equation, input_rank, kernel_rank):
@@ -61,7 +60,7 @@ def _project(dense, inputs, quantizer, bits, scale=1.0, training=None):
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QuantizeEinsumDense(QuantizationAware, keras.layers.Wrapper):
+class QuantizeEinsumDense(QuantizeWrapper):
     """An EinsumDense with its kernel fake-quantized (int8, per tensor) and its output range learned.
 
     Args:
@@ -79,10 +78,8 @@ class QuantizeEinsumDense(QuantizationAware, keras.layers.Wrapper):
 
     def __init__(self, layer, scheme="int8", **kwargs):
         _checks.instance(type(self).__name__, "layer", layer, keras.layers.EinsumDense, "a Keras 3 EinsumDense")
-        kwargs.setdefault("name", f"quantize_{layer.name}")
-        super().__init__(layer, autocast=False, **kwargs)
-        self.scheme = scheme
-        self._bits = schemes.get(type(self).__name__, scheme).weight_bits
+        super().__init__(layer, scheme, **kwargs)
+        self._bits = self._scheme.weight_bits
         self.activation = keras.activations.serialize(layer.activation)
         linear = self.activation == "linear"
         self.pre_activation_quantizer = None if linear else QuantizeActivation(scheme, name="pre_activation")
@@ -103,15 +100,12 @@ class QuantizeEinsumDense(QuantizationAware, keras.layers.Wrapper):
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
-    def get_config(self):
-        return {**super().get_config(), "scheme": self.scheme}
-
 
 _STAGES = ("query", "key", "value", "scores", "probabilities", "context", "output")
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QuantizeMultiHeadAttention(QuantizationAware, keras.layers.Wrapper):
+class QuantizeMultiHeadAttention(QuantizeWrapper):
     """A MultiHeadAttention whose projections have fake-quantized kernels and whose every intermediate tensor (query,
     key, value, scores, probabilities, context, output) has a learned range, so TFLite runs it in int8.
 
@@ -143,10 +137,8 @@ class QuantizeMultiHeadAttention(QuantizationAware, keras.layers.Wrapper):
         axes = layer.attention_axes
         _checks.satisfies(owner, "layer", layer.name, axes is None or tuple(axes) in ((1,), (-2,)),
                           "a MultiHeadAttention attending over the sequence axis (attention_axes None, (1,))")
-        kwargs.setdefault("name", f"quantize_{layer.name}")
-        super().__init__(layer, autocast=False, **kwargs)
-        self.scheme = scheme
-        self._bits = schemes.get(owner, scheme).weight_bits
+        super().__init__(layer, scheme, **kwargs)
+        self._bits = self._scheme.weight_bits
         stages = [stage for stage in _STAGES if stage != "probabilities" or scheme != "int8"]
         self.quantizers = {stage: QuantizeActivation(scheme, name=f"{stage}_quantizer") for stage in stages}
         self.dropout = keras.layers.Dropout(layer.dropout)
@@ -187,6 +179,3 @@ class QuantizeMultiHeadAttention(QuantizationAware, keras.layers.Wrapper):
 
     def compute_output_shape(self, query_shape, value_shape, key_shape=None):
         return self.layer.compute_output_shape(query_shape, value_shape, key_shape)
-
-    def get_config(self):
-        return {**super().get_config(), "scheme": self.scheme}

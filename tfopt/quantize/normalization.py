@@ -18,15 +18,14 @@ import keras
 from keras import ops
 
 from tfopt import _checks
-from tfopt.quantize import schemes
-from tfopt.quantize.quantizers import QuantizationAware, QuantizeActivation, fake_quant_weights
+from tfopt.quantize.quantizers import QuantizeActivation, QuantizeWrapper, fake_quant_weights
 
 _STAGES = ("mean", "centered", "squared", "variance", "shifted_variance", "inverse_deviation", "normalized",
            "scaled", "output")
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QuantizeLayerNormalization(QuantizationAware, keras.layers.Wrapper):
+class QuantizeLayerNormalization(QuantizeWrapper):
     """A LayerNormalization over the last axis computed in steps that each have a learned int8 range.
 
     ```python
@@ -54,10 +53,7 @@ class QuantizeLayerNormalization(QuantizationAware, keras.layers.Wrapper):
         last_axis = layer.axis in (-1, [-1]) or (isinstance(layer.axis, list) and len(layer.axis) == 1)
         _checks.satisfies(owner, "layer", layer.name, last_axis and not layer.rms_scaling,
                           "a LayerNormalization over one axis, without rms_scaling")
-        kwargs.setdefault("name", f"quantize_{layer.name}")
-        super().__init__(layer, autocast=False, **kwargs)
-        self.scheme = scheme
-        schemes.get(owner, scheme)
+        super().__init__(layer, scheme, **kwargs)
         unused = () if layer.scale and layer.center else ("scaled",)  # the product with gamma before beta's sum
         self.quantizers = {stage: QuantizeActivation(scheme, name=f"{stage}_quantizer") for stage in _STAGES
                            if stage not in unused}
@@ -91,12 +87,9 @@ class QuantizeLayerNormalization(QuantizationAware, keras.layers.Wrapper):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        return {**super().get_config(), "scheme": self.scheme}
-
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QuantizeEmbedding(QuantizationAware, keras.layers.Wrapper):
+class QuantizeEmbedding(QuantizeWrapper):
     """An Embedding whose table is fake-quantized (int8, symmetric, per tensor): TFLite gathers int8 rows and the
     output keeps the table's scale, so no range is learned for it.
 
@@ -114,10 +107,8 @@ class QuantizeEmbedding(QuantizationAware, keras.layers.Wrapper):
 
     def __init__(self, layer, scheme="int8", **kwargs):
         _checks.instance(type(self).__name__, "layer", layer, keras.layers.Embedding, "a Keras 3 Embedding")
-        kwargs.setdefault("name", f"quantize_{layer.name}")
-        super().__init__(layer, autocast=False, **kwargs)
-        self.scheme = scheme
-        self._bits = schemes.get(type(self).__name__, scheme).weight_bits
+        super().__init__(layer, scheme, **kwargs)
+        self._bits = self._scheme.weight_bits
 
     def call(self, inputs):
         table = fake_quant_weights(self.layer.embeddings, None, self._bits)
@@ -128,9 +119,6 @@ class QuantizeEmbedding(QuantizationAware, keras.layers.Wrapper):
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
-
-    def get_config(self):
-        return {**super().get_config(), "scheme": self.scheme}
 
 
 AFFINE = (keras.layers.Rescaling, keras.layers.Normalization, keras.layers.BatchNormalization)
@@ -164,7 +152,7 @@ def _affine_terms(layer):
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QuantizeAffine(QuantizationAware, keras.layers.Wrapper):
+class QuantizeAffine(QuantizeWrapper):
     """A Rescaling, a Normalization or a BatchNormalization (over the last axis; one that no Conv/Dense precedes,
     so it is not folded) computed as `x * scale + offset`, the product and the sum each with a learned range
     (TFLite: int8 MUL and ADD; a lone output range leaves the MUL in float). The batch norm uses its moving
@@ -186,10 +174,7 @@ class QuantizeAffine(QuantizationAware, keras.layers.Wrapper):
     def __init__(self, layer, scheme="int8", **kwargs):
         owner = type(self).__name__
         _checks.instance(owner, "layer", layer, AFFINE, "a Keras 3 Rescaling, Normalization or BatchNormalization")
-        kwargs.setdefault("name", f"quantize_{layer.name}")
-        super().__init__(layer, autocast=False, **kwargs)
-        self.scheme = scheme
-        schemes.get(owner, scheme)
+        super().__init__(layer, scheme, **kwargs)
         self.scaled_quantizer = QuantizeActivation(scheme, name="scaled_quantizer")
         self.output_quantizer = QuantizeActivation(scheme, name="output_quantizer")
 
@@ -208,6 +193,3 @@ class QuantizeAffine(QuantizationAware, keras.layers.Wrapper):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "scheme": self.scheme}

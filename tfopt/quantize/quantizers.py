@@ -46,6 +46,20 @@ class QuantizationAware:
     """Marks tfopt's QAT layers; `tfopt.quantize.scheme_of` reads their `scheme` attribute."""
 
 
+class QuantizeWrapper(QuantizationAware, keras.layers.Wrapper):
+    """The base of the QAT wrappers that recompute a layer: named `"quantize_" + layer.name` unless given a name,
+    computing in float32 under any policy, with `scheme` in their config and its `Scheme` as `_scheme`."""
+
+    def __init__(self, layer, scheme="int8", **kwargs):
+        kwargs.setdefault("name", f"quantize_{layer.name}")
+        super().__init__(layer, autocast=False, **kwargs)
+        self.scheme = scheme
+        self._scheme = schemes.get(type(self).__name__, scheme)
+
+    def get_config(self):
+        return {**super().get_config(), "scheme": self.scheme}
+
+
 def _global_range(low, high):
     """(min of the replicas' `low`, max of their `high`) under a `tf.distribute` strategy; (low, high) without.
 
