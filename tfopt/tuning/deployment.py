@@ -29,7 +29,7 @@ import keras
 import keras_tuner
 from keras_tuner.engine.tuner import maybe_distribute
 
-from tfopt import _checks, _compat, export, prune
+from tfopt import _checks, _compat, _surgery, export, prune
 from tfopt.tuning import _fit_data
 
 _OWNER = "DeploymentTuner"
@@ -39,7 +39,7 @@ _REGRESSION = {"mse": "min", "rmse": "min", "mae": "min"}
 _DIRECTIONS = {f"tflite_{name}": direction for name, direction in
                {**_CLASSIFICATION, **_REGRESSION, "size_kb": "min", "latency_ms": "min"}.items()}
 _UNSUPPORTED = {"executions_per_trial": "1 (each trial's file is one trained model)",
-                "max_model_size": "None (give `max_size_kb`: a budget in bytes of the exported file)",
+                "max_model_size": "None (give `max_size_kb`: a budget on the exported file's size in KiB)",
                 "optimizer": "None (compile the model in the hypermodel)",
                 "loss": "None (compile the model in the hypermodel)",
                 "metrics": "None (compile the model in the hypermodel)"}
@@ -83,8 +83,6 @@ def _over_budget(trial):
 
 def _is_pruned(model):
     """True if `model` holds pruning wrappers (tfopt's on Keras 3, tfmot's on tf_keras: both `PruneLowMagnitude`)."""
-    from tfopt import _surgery
-
     return any(type(layer).__name__ == "PruneLowMagnitude" for layer in _surgery.layers(model))
 
 
