@@ -2,10 +2,10 @@
 reshapes one fails here, by name, rather than silently changing an optimizer's numbers.
 
 Checked on keras 3.15.1 (TensorFlow backend). Two kinds of private name:
-- hooks tfopt overrides: `_apply_weight_decay` (RAdam, ADOPT, QHAdam, AdaBound, and `_common.DecayInUpdateRule` for
-  LARS, NovoGrad, Prodigy, Adan and most of the issue-14 optimizers) and `_distributed_tf_update_step` (Prodigy's and
-  DAdaptAdam's one step over all variables). If Keras stops calling them, the override is dead code and the base's
-  own decay or per-variable step runs instead.
+- hooks tfopt overrides: `_apply_weight_decay` (`_common.SwitchableDecay` for RAdam, ADOPT, QHAdam, AdaBound,
+  and `_common.DecayInUpdateRule` for LARS, NovoGrad, Prodigy, Adan and most of the issue-14 optimizers) and
+  `_distributed_tf_update_step` (Prodigy's and DAdaptAdam's one step over all variables). If Keras stops calling
+  them, the override is dead code and the base's own decay or per-variable step runs instead.
 - names read by the functions at the end of `tfopt/_compat.py`.
 """
 
@@ -22,7 +22,8 @@ CHECKED_ON = ("3.15.1",)
 
 # name -> (parameters after `self`, the tfopt code that depends on it)
 HOOKS = {
-    "_apply_weight_decay": (["variables"], "RAdam, ADOPT, QHAdam, AdaBound and _common.DecayInUpdateRule"),
+    "_apply_weight_decay": (["variables"],
+                            "_common.SwitchableDecay (RAdam, ADOPT, QHAdam, AdaBound) and _common.DecayInUpdateRule"),
     "_distributed_tf_update_step": (["distribution", "grads_and_vars", "learning_rate"], "Prodigy and DAdaptAdam"),
 }
 READ = {

@@ -123,6 +123,24 @@ class DecayInUpdateRule:
         return 0.0
 
 
+class SwitchableDecay:
+    """A mixin for optimizers with a `decoupled_weight_decay` switch (RAdam, ADOPT, QHAdam, AdaBound): True keeps
+    Keras's decoupled (AdamW) decay; False turns it off, and the update rule starts from `_with_l2(gradient,
+    variable)`, the gradient plus `weight_decay * variable` (coupled L2), honouring `exclude_from_weight_decay`.
+    """
+
+    def _apply_weight_decay(self, variables):
+        """Keras's decoupled decay, only with `decoupled_weight_decay=True` (overrides a private hook of Keras's base
+        optimizer)."""
+        if self.decoupled_weight_decay:
+            super()._apply_weight_decay(variables)
+
+    def _with_l2(self, gradient, variable):
+        if self.weight_decay and not self.decoupled_weight_decay and _compat.optimizer_decays(self, variable):
+            return gradient + ops.cast(self.weight_decay, gradient.dtype) * variable
+        return gradient
+
+
 class OptimizerWrapper(keras.optimizers.Optimizer):
     """The base of tfopt's wrapper optimizers: a Keras 3 optimizer that hands every step to `inner_optimizer`.
 

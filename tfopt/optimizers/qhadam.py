@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import debias, dense_gradient
+from tfopt.optimizers._common import SwitchableDecay, debias, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QHAdam(keras.optimizers.Optimizer):
+class QHAdam(SwitchableDecay, keras.optimizers.Optimizer):
     """QHAdam: Adam whose step averages each bias-corrected moment with the current gradient (weights `nu`).
 
     The update rule for a variable `w` with gradient `g` at step `t` (from 1):
@@ -91,17 +91,12 @@ class QHAdam(keras.optimizers.Optimizer):
         super().build(var_list)
         self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
 
-    def _apply_weight_decay(self, variables):
-        """The base's decoupled decay runs only for `decoupled_weight_decay=True`; else `update_step` adds L2."""
-        if self.decoupled_weight_decay:
-            super()._apply_weight_decay(variables)
 
     def update_step(self, gradient, variable, learning_rate):
         """Applies one QHAdam step to `variable`."""
         dtype = variable.dtype
         gradient = dense_gradient(gradient, dtype)
-        if self.weight_decay and not self.decoupled_weight_decay and _compat.optimizer_decays(self, variable):
-            gradient = gradient + ops.cast(self.weight_decay, dtype) * variable
+        gradient = self._with_l2(gradient, variable)
         index = _compat.optimizer_variable_index(self, variable)
         m, v = self._momentums[index], self._velocities[index]
         step = ops.cast(self.iterations + 1, dtype)

@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import dense_gradient, rectification
+from tfopt.optimizers._common import SwitchableDecay, dense_gradient, rectification
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class RAdam(keras.optimizers.Optimizer):
+class RAdam(SwitchableDecay, keras.optimizers.Optimizer):
     """Rectified Adam: Adam without its early steps' variance, an automatic warm-up of the adaptive rate.
 
     The update rule of PyTorch's `torch.optim.RAdam` for a variable `w` with gradient `g` at step `t` (from 1):
@@ -89,17 +89,12 @@ class RAdam(keras.optimizers.Optimizer):
         super().build(var_list)
         self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
 
-    def _apply_weight_decay(self, variables):
-        """The base's decoupled decay runs only for `decoupled_weight_decay=True`; else `update_step` adds L2."""
-        if self.decoupled_weight_decay:
-            super()._apply_weight_decay(variables)
 
     def update_step(self, gradient, variable, learning_rate):
         """Applies one RAdam step to `variable`."""
         dtype = variable.dtype
         gradient = dense_gradient(gradient, dtype)
-        if self.weight_decay and not self.decoupled_weight_decay and _compat.optimizer_decays(self, variable):
-            gradient = gradient + ops.cast(self.weight_decay, dtype) * variable
+        gradient = self._with_l2(gradient, variable)
         index = _compat.optimizer_variable_index(self, variable)
         m, v = self._momentums[index], self._velocities[index]
         self.assign_add(m, (gradient - m) * (1 - self.beta_1))
