@@ -12,6 +12,10 @@ from references import SHAPES, gradient_sequence, initial_values, numpy_centrali
 
 import tfopt.optimizers as topt
 
+# Every optimizer through fit, XLA, replicas, mixed precision and resume: minutes; `make test-fast` skips it
+# (each optimizer's reference test stays fast).
+pytestmark = pytest.mark.slow
+
 # name -> (factory taking keyword overrides, whether variables evolve independently of each other)
 OPTIMIZERS = {
     "RAdam": (lambda **kw: topt.RAdam(learning_rate=1e-2, **kw), True),

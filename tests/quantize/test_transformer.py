@@ -13,6 +13,9 @@ from tfopt.quantize import QuantizeConvolution, quantize_model
 from tfopt.quantize.attention import QuantizeEinsumDense, QuantizeMultiHeadAttention, _as_matmul
 from tfopt.quantize.normalization import QuantizeEmbedding, QuantizeLayerNormalization
 
+# Transformer QAT trains, replicates and exports models: `make test-fast` skips the module.
+pytestmark = pytest.mark.slow
+
 
 RNG = np.random.default_rng(0)
 X = RNG.random((64, 16, 4)).astype("float32")

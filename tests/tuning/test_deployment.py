@@ -12,6 +12,9 @@ import pytest
 import tfopt
 from tfopt.tuning.deployment import DeploymentTuner
 
+# Each test runs KerasTuner searches that train and export models: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 RNG = np.random.default_rng(0)
 X = RNG.random((96, 8)).astype("float32")
 Y = (X[:, :3].argmax(axis=1)).astype("int32")  # learnable: the largest of the first three inputs

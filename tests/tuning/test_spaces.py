@@ -298,6 +298,7 @@ def test_import_does_not_import_keras_tuner_tfmot_or_tf_keras():
     assert out.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_random_search_tries_different_optimizers_and_rates(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype("float32")
