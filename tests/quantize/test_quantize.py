@@ -94,6 +94,7 @@ def test_preserve_sparsity_keeps_a_pruned_models_zeros(mobile_block_model, mobil
             assert zeros == pytest.approx(0.75, abs=0.02), layer.name
 
 
+@pytest.mark.slow
 def test_trains_and_predicts_under_jit_compile(mobile_block_model, mobile_block_data, compile_classifier):
     x, y = mobile_block_data
     quantized = compile_classifier(quantize_model(mobile_block_model()), jit_compile=True)
@@ -104,6 +105,7 @@ def test_trains_and_predicts_under_jit_compile(mobile_block_model, mobile_block_
     np.testing.assert_allclose(compiled, quantized.predict(x, verbose=0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_replicas_learn_the_ranges_and_weights_of_one_device(
     mobile_block_model, mobile_block_data, mirrored_strategy, compile_classifier, quantizer_ranges
 ):
@@ -121,6 +123,7 @@ def test_two_replicas_learn_the_ranges_and_weights_of_one_device(
         np.testing.assert_allclose(np.asarray(mirrored), np.asarray(plain), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_keras_file_mid_training_resumes_as_if_uninterrupted(
     tmp_path, mobile_block_model, mobile_block_data, compile_classifier, assert_resumes_from_a_keras_file
 ):
@@ -206,6 +209,7 @@ def test_rescaling_normalization_and_a_standalone_batch_norm_run_in_int8():
     assert np.max(np.abs(tfopt.export.predict(flatbuffer, x_data) - expected)) <= 0.1 * spread
 
 
+@pytest.mark.slow
 def test_a_u_net_toy_exports_with_every_convolution_in_int8():
     """Conv2DTranspose (with its BatchNorm folded and ReLU fused), UpSampling2D and Concatenate in a U-Net shape."""
     inputs = keras.Input((8, 8, 1))
@@ -233,6 +237,7 @@ def test_a_u_net_toy_exports_with_every_convolution_in_int8():
     assert np.max(np.abs(tfopt.export.predict(flatbuffer, x_data) - expected)) <= 0.05 * float(np.ptp(expected))
 
 
+@pytest.mark.slow
 def test_a_nested_model_is_rewritten_inside_and_exports_in_int8():
     """ConvNeXt's stem is a nested Sequential: its layers are quantized in place, BatchNorm folded as outside."""
     stem = keras.Sequential([keras.Input((6, 6, 3)), L.Conv2D(4, 3, name="stem_conv"), L.BatchNormalization(name="bn"),
