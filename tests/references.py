@@ -77,6 +77,25 @@ def run_keras_optimizer(optimizer, initial, gradients, names=None):
     return [np.asarray(variable.numpy(), "float64") for variable in variables]
 
 
+def run_compiled_optimizer(optimizer, initial, gradients, dtype="float32"):
+    """`run_keras_optimizer` with the step in a `tf.function` (the graph `fit` runs), for long trajectories, on
+    variables and gradients of `dtype`."""
+    import keras  # noqa: PLC0415 - this module is also imported by tf_keras test processes
+    import tensorflow as tf  # noqa: PLC0415
+
+    variables = [keras.Variable(value.astype(dtype)) for value in initial]
+    optimizer.build(variables)
+    stacked = [tf.constant(np.stack(per_variable), dtype) for per_variable in zip(*gradients)]
+
+    @tf.function
+    def run():
+        for step in tf.range(len(gradients)):
+            optimizer.apply([g[step] for g in stacked], variables)
+
+    run()
+    return [np.asarray(variable.numpy(), "float64") for variable in variables]
+
+
 SHAPES = [(3,), (4, 5), (2, 3, 3, 4)]  # a bias, a Dense kernel and a Conv kernel
 
 

@@ -285,16 +285,10 @@ def test_keras_file_mid_training_resumes_identically(optimizer_case, tmp_path):
     _assert_weights_close(model, restored, rtol=1e-6, atol=1e-7)
 
 
-# RAdam, AdaBelief (rectify), Adan and AdEMAMix take their step-size scalars in float64 (older than this rule).
-USES_FLOAT64 = {"RAdam", "AdaBelief", "Adan", "AdEMAMix"}
-
-
 def test_no_float64_in_the_compiled_step(optimizer_case):
     import tensorflow as tf  # noqa: PLC0415 - only this test reads the traced graph
 
     name, make, _ = optimizer_case
-    if name in USES_FLOAT64:
-        pytest.skip(f"{name} computes its step-size scalars in float64")
     variables = [keras.Variable(value) for value in initial_values(SHAPES)]
     optimizer = make()
     optimizer.build(variables)

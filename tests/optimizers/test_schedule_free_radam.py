@@ -1,12 +1,10 @@
 import math
 import re
 
-import keras
 import numpy as np
 import pytest
 from references import SHAPES, assert_all_close, gradient_sequence, initial_values, run_keras_optimizer
 
-from tfopt.optimizers._schedule_free import sma_length
 from tfopt.optimizers.schedule_free_radam import ScheduleFreeRAdam
 
 NAMES = ["bias", "kernel", "conv"]
@@ -105,15 +103,6 @@ def test_weight_decay_at_y_matches_numpy_reference_and_skips_excluded_variables(
     y, x = run_and_finalize(optimizer, start, gradients, NAMES)
     assert_all_close(y, expected_y)
     assert_all_close(x, expected_x)
-
-
-@pytest.mark.parametrize("beta_2", [0.9, 0.95, 0.999, 0.9999])
-def test_sma_length_in_float32_is_accurate(beta_2):
-    steps = np.arange(1, 20001, dtype="float64")
-    exact = 2 / (1 - beta_2) - 1 - 2 * steps * beta_2**steps / (1 - beta_2**steps)
-    computed = np.asarray(sma_length(beta_2, keras.ops.convert_to_tensor(steps.astype("float32"))), "float64")
-    assert keras.backend.standardize_dtype(sma_length(beta_2, keras.ops.ones((), "float32")).dtype) == "float32"
-    np.testing.assert_allclose(computed, exact, rtol=1e-6, atol=1e-6 * (2 / (1 - beta_2)))
 
 
 @pytest.mark.parametrize(

@@ -83,26 +83,47 @@ def debias(beta, step):
     return -ops.expm1(step * math.log(beta))
 
 
-def rectification(beta_2, step):
-    """RAdam's SMA length `rho_t` and rectified step factor `r_t * sqrt(1 - beta_2**t)` at the 1-based float64 `step`.
+def sma_length(beta_2, step):
+    """RAdam's SMA length `rho_t = rho_inf - 2 t beta_2**t / (1 - beta_2**t)` in float32, accurate to ~1e-7 relative.
 
-    Both are float64 tensors, as PyTorch computes them in Python floats: `rho_t` is the difference of two numbers
-    close to `2 / (1 - beta_2)`, which float32 misplaces by ~1e-2 for `beta_2=0.999` and ~1 for `0.9999`, enough
-    to take the wrong branch. The rectified step is `learning_rate * m_hat * factor / (sqrt(v) + epsilon)`, with
-    `v` not bias-corrected. RAdam and AdaBelief's `rectify` use it, each with its own threshold.
+    Both terms are near `2 / (1 - beta_2)` early on (float32 misplaces their difference by ~1e-2 for 0.999, enough to
+    take the wrong branch), so the difference is taken analytically: with `u = -log(beta_2)` and `x = t u`,
+    `rho_t = [2 / (1 - beta_2) - 1 - 2 / u] + (2 / u) * (1 - x / expm1(x))`, the bracket in Python's float64 (a
+    constant), `1 - x / expm1(x)` by its series below x = 0.5.
 
     Example:
+        >>> import numpy as np
+        >>> from tfopt.optimizers._common import sma_length
+        >>> round(float(sma_length(0.999, np.float32(6.0))), 5)  # 1999 - 12 * 0.999**6 / (1 - 0.999**6) = 5.99416
+        5.99416
+    """
+    u = -math.log(beta_2)
+    constant = 2 / (1 - beta_2) - 1 - 2 / u
+    x = step * u
+    series = x / 2 - x**2 / 12 + x**4 / 720 - x**6 / 30240
+    direct = 1 - x / ops.expm1(ops.maximum(x, 0.5))
+    return constant + (2 / u) * ops.where(x < 0.5, series, direct)
+
+
+def rectification(beta_2, step):
+    """RAdam's SMA length `rho_t` and rectified step factor `r_t * sqrt(1 - beta_2**t)` at the 1-based float32 `step`.
+
+    Both in float32 without float64 (TPUs have none), to ~1e-7 relative: `rho_t` from `sma_length`, `1 - beta_2**t`
+    from `debias`. The rectified step is `learning_rate * m_hat * factor / (sqrt(v) + epsilon)`, with `v` not
+    bias-corrected. RAdam and AdaBelief's `rectify` use it, each with its own threshold.
+
+    Example:
+        >>> import numpy as np
         >>> from tfopt.optimizers._common import rectification
-        >>> rho, factor = rectification(0.999, 6.0)
-        >>> round(float(rho), 3), round(float(factor), 5)
-        (5.975, 0.00199)
+        >>> rho, factor = rectification(0.999, np.float32(6.0))
+        >>> round(float(rho), 5), round(float(factor), 7)  # float64: 5.99416, 0.0019976
+        (5.99416, 0.0019976)
     """
     rho_inf = 2 / (1 - beta_2) - 1
-    beta_2_power = ops.power(beta_2, step)
-    rho = rho_inf - 2 * step * beta_2_power / (1 - beta_2_power)
-    ratio = (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)
+    rho = sma_length(beta_2, step)
+    ratio = (rho - 4) * (rho - 2) * (rho_inf / ((rho_inf - 4) * (rho_inf - 2))) / rho
     # Below the threshold the ratio may be negative; callers select the un-rectified step there.
-    return rho, ops.sqrt(ops.maximum(ratio, 0.0) * (1 - beta_2_power))
+    return rho, ops.sqrt(ops.maximum(ratio, 0.0) * debias(beta_2, step))
 
 
 class DecayInUpdateRule:

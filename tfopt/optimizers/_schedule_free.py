@@ -1,8 +1,6 @@
 """What the schedule-free optimizers share: the interpolated training point `y` in the model's variables, the
 averaging weights, and the swap to the averaged point `x` when training ends (ScheduleFreeSGD, ScheduleFreeRAdam)."""
 
-import math
-
 from keras import ops
 
 from tfopt import _compat
@@ -85,18 +83,3 @@ class ScheduleFree(DecayInUpdateRule):
             trained = ops.logical_and(self.iterations > 0, state[_HOLDS_X] == 0)
             towards_z = ops.where(trained, 1 - 1 / self._interpolation, 0.0)
             self._hold(variable, z, state, towards_z, ops.where(trained, 1.0, state[_HOLDS_X]))
-
-
-def sma_length(beta_2, step):
-    """RAdam's SMA length `rho_t = rho_inf - 2 t beta_2**t / (1 - beta_2**t)` in float32, accurate to ~1e-7 relative.
-
-    Both terms are near `2 / (1 - beta_2)` early on, so the difference is taken analytically: with `u = -log(beta_2)`
-    and `x = t u`, `rho_t = [2 / (1 - beta_2) - 1 - 2 / u] + (2 / u) * (1 - x / expm1(x))`, the bracket in Python's
-    float64 (a constant), `1 - x / expm1(x)` by its series below x = 0.5.
-    """
-    u = -math.log(beta_2)
-    constant = 2 / (1 - beta_2) - 1 - 2 / u
-    x = step * u
-    series = x / 2 - x**2 / 12 + x**4 / 720 - x**6 / 30240
-    direct = 1 - x / ops.expm1(ops.maximum(x, 0.5))
-    return constant + (2 / u) * ops.where(x < 0.5, series, direct)

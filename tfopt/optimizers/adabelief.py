@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import dense_gradient, rectification
+from tfopt.optimizers._common import debias, dense_gradient, rectification
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -102,15 +102,15 @@ class AdaBelief(keras.optimizers.Optimizer):
         self.assign_add(m, (gradient - m) * (1 - self.beta_1))
         self.assign(s, self.beta_2 * s + (1 - self.beta_2) * ops.square(gradient - m) + self.epsilon)
 
-        step = ops.cast(self.iterations + 1, "float64")
-        scale = ops.cast(learning_rate, dtype) / ops.cast(1 - ops.power(self.beta_1, step), dtype)
+        step = ops.cast(self.iterations + 1, "float32")
+        scale = ops.cast(learning_rate, dtype) / ops.cast(debias(self.beta_1, step), dtype)
         if self.rectify:
             rho, factor = rectification(self.beta_2, step)
             rectified = ops.cast(factor, dtype) * m / (ops.sqrt(s) + self.epsilon)
             fallback = m if self.degenerated_to_sgd else ops.zeros_like(m)
             direction = ops.where(rho >= 5, rectified, fallback)
         else:
-            correction = ops.cast(ops.sqrt(1 - ops.power(self.beta_2, step)), dtype)
+            correction = ops.cast(ops.sqrt(debias(self.beta_2, step)), dtype)
             direction = m / (ops.sqrt(s) / correction + self.epsilon)
         self.assign_sub(variable, scale * direction)
 

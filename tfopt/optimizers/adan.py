@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import DecayInUpdateRule, dense_gradient
+from tfopt.optimizers._common import DecayInUpdateRule, debias, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -99,8 +99,8 @@ class Adan(DecayInUpdateRule, keras.optimizers.Optimizer):
         self.assign_add(n, (ops.square(gradient + self.beta_2 * difference) - n) * (1 - self.beta_3))
         self.assign(previous, gradient)
 
-        step = ops.cast(self.iterations + 1, "float64")
-        bias_1, bias_2, bias_3 = (1 - ops.power(beta, step) for beta in (self.beta_1, self.beta_2, self.beta_3))
+        step = ops.cast(self.iterations + 1, "float32")
+        bias_1, bias_2, bias_3 = (debias(beta, step) for beta in (self.beta_1, self.beta_2, self.beta_3))
         denominator = ops.sqrt(n) / ops.cast(ops.sqrt(bias_3), dtype) + self.epsilon
         update = (m / ops.cast(bias_1, dtype) + v * ops.cast(self.beta_2 / bias_2, dtype)) / denominator
         lr = ops.cast(learning_rate, dtype)

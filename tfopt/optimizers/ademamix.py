@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import dense_gradient
+from tfopt.optimizers._common import debias, dense_gradient
 
 
 def _half_life(beta):
@@ -115,7 +115,7 @@ class AdEMAMix(keras.optimizers.Optimizer):
         )
 
     def _schedules(self, step):
-        """`alpha_t` and `1 - beta_3_t` at the 1-based float64 `step`, in float64 (`1 - beta_3_t` is ~1e-4)."""
+        """`alpha_t` and `1 - beta_3_t` at the 1-based float32 `step`; `1 - beta_3_t` (~1e-4) through `expm1`."""
         alpha = self.alpha
         if self.alpha_warmup:
             alpha = self.alpha * ops.minimum(step / self.alpha_warmup, 1.0)
@@ -123,7 +123,7 @@ class AdEMAMix(keras.optimizers.Optimizer):
         if self.beta_3_warmup:
             done = step / self.beta_3_warmup
             half_life = (1 - done) * _half_life(self.beta_1) + done * _half_life(self.beta_3)
-            warming = 1 - ops.power(0.5, 1 / (half_life + 1))
+            warming = -ops.expm1(math.log(0.5) / (half_life + 1))  # 1 - 0.5**(1 / (half_life + 1))
             one_minus_beta_3 = ops.where(step < self.beta_3_warmup, warming, one_minus_beta_3)
         return alpha, one_minus_beta_3
 
@@ -133,14 +133,14 @@ class AdEMAMix(keras.optimizers.Optimizer):
         gradient = dense_gradient(gradient, dtype)
         index = _compat.optimizer_variable_index(self, variable)
         m1, m2, nu = self._fast_momentums[index], self._slow_momentums[index], self._velocities[index]
-        step = ops.cast(self.iterations + 1, "float64")
+        step = ops.cast(self.iterations + 1, "float32")
         alpha, one_minus_beta_3 = self._schedules(step)
         self.assign_add(m1, (gradient - m1) * (1 - self.beta_1))
         self.assign_add(m2, (gradient - m2) * ops.cast(one_minus_beta_3, dtype))
         self.assign_add(nu, (ops.square(gradient) - nu) * (1 - self.beta_2))
 
-        bias_1 = ops.cast(1 - ops.power(self.beta_1, step), dtype)
-        denominator = ops.sqrt(nu) / ops.cast(ops.sqrt(1 - ops.power(self.beta_2, step)), dtype) + self.epsilon
+        bias_1 = ops.cast(debias(self.beta_1, step), dtype)
+        denominator = ops.sqrt(nu) / ops.cast(ops.sqrt(debias(self.beta_2, step)), dtype) + self.epsilon
         update = (m1 / bias_1 + ops.cast(alpha, dtype) * m2) / denominator
         self.assign_sub(variable, ops.cast(learning_rate, dtype) * update)
 

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import SwitchableDecay, dense_gradient, rectification
+from tfopt.optimizers._common import SwitchableDecay, debias, dense_gradient, rectification
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -100,9 +100,9 @@ class RAdam(SwitchableDecay, keras.optimizers.Optimizer):
         self.assign_add(m, (gradient - m) * (1 - self.beta_1))
         self.assign_add(v, (ops.square(gradient) - v) * (1 - self.beta_2))
 
-        step = ops.cast(self.iterations + 1, "float64")
+        step = ops.cast(self.iterations + 1, "float32")
         rho, factor = rectification(self.beta_2, step)
-        scale = ops.cast(learning_rate, dtype) / ops.cast(1 - ops.power(self.beta_1, step), dtype)
+        scale = ops.cast(learning_rate, dtype) / ops.cast(debias(self.beta_1, step), dtype)
         adaptive = ops.cast(factor, dtype) / (ops.sqrt(v) + self.epsilon)
         self.assign_sub(variable, scale * m * ops.where(rho > 5, adaptive, 1.0))
 

@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import debias, dense_gradient
-from tfopt.optimizers._schedule_free import ScheduleFree, sma_length
+from tfopt.optimizers._common import debias, dense_gradient, sma_length
+from tfopt.optimizers._schedule_free import ScheduleFree
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -40,7 +40,7 @@ class ScheduleFreeRAdam(ScheduleFree, keras.optimizers.Optimizer):
     whatever `learning_rate` is; the authors' (and here) use `learning_rate`. The authors' `radam_schedulefree.py`
     (at 51ee0b9) subtracts the `y` step (`y.sub_(grad, alpha=adaptive_y_lr)`), the opposite sign of their SGD and
     AdamW and of `y = (1 - beta_1) * z + beta_1 * x` after the step; pytorch-optimizer and tfopt add it. `rho` is
-    computed in float32 in a form accurate to ~1e-7 (`_schedule_free.sma_length`), without float64. The decay is taken
+    computed in float32 in a form accurate to ~1e-7 (`_common.sma_length`), without float64. The decay is taken
     at `y` into the step, as in both, and skips the variables excluded with `exclude_from_weight_decay`.
 
     Args:
