@@ -1,7 +1,8 @@
 """Behaviour every tfopt optimizer shares, tested once for all of them: config and `.keras` round trips, `fit`,
-`jit_compile`, a 2-replica MirroredStrategy equal to one device, `LossScaleOptimizer` with mixed_float16, clipping,
-`exclude_from_weight_decay`, the sparse gradients of an `Embedding`, a `.keras` save/load mid-training whose next
-steps equal an uninterrupted run, and no float64 in the traced step (conditional branches included)."""
+`jit_compile` equal to eager, `mixed_bfloat16`, a 2-replica MirroredStrategy equal to one device,
+`LossScaleOptimizer` with mixed_float16, clipping, `exclude_from_weight_decay`, the sparse gradients of an
+`Embedding`, a `.keras` save/load mid-training whose next steps equal an uninterrupted run, and no float64 in the
+traced step (conditional branches included)."""
 
 import contextlib
 
@@ -119,6 +120,10 @@ def test_config_round_trip_and_keras_file(name, clip, tmp_path):
     assert restored.optimizer.get_config() == config
 
 
+def test_every_public_optimizer_is_in_the_contract():
+    assert set(topt.__all__) == set(OPTIMIZERS)
+
+
 @pytest.fixture(params=list(OPTIMIZERS), ids=list(OPTIMIZERS))
 def optimizer_case(request):
     return request.param, *OPTIMIZERS[request.param]
@@ -159,14 +164,15 @@ def test_fit_lowers_the_loss(optimizer_case):
 JIT_TOLERANCE = {"SOAP": dict(rtol=1e-4, atol=1e-5), "Shampoo": dict(rtol=1e-4, atol=1e-5)}
 
 
-def test_jit_compile_equals_the_traced_step(optimizer_case):
+def test_jit_compile_equals_the_eager_step(optimizer_case):
     name, make, _ = optimizer_case
     models = []
-    for jit in (False, True):
+    for mode in (dict(run_eagerly=True), dict(jit_compile=True)):
         model = _mlp()
-        model.compile(make(), "mse", jit_compile=jit)
+        model.compile(make(), "mse", **mode)
         _fit(model)
         models.append(model)
+    assert models[0].run_eagerly and models[1].jit_compile
     _assert_weights_close(*models, **JIT_TOLERANCE.get(name, {}))
 
 
@@ -214,6 +220,27 @@ def test_loss_scale_optimizer_with_mixed_float16(optimizer_case):
     moved = _distance(plain.get_weights(), start)
     assert moved > 1e-3
     assert _distance(mixed.get_weights(), plain.get_weights()) < 0.01 * moved
+
+
+def test_mixed_bfloat16_takes_the_float32_steps(optimizer_case):
+    """Under mixed_bfloat16 (the TPU policy; no loss scaling needed) the variables and slots stay float32 and the
+    weights take the float32 run's steps to within bfloat16's precision (eps ~8e-3): closer to its weights than 5%
+    of the distance those moved."""
+    _, make, _ = optimizer_case
+    start, plain = _mlp().get_weights(), _mlp()
+    plain.compile(make(), "mse")
+    _fit(plain)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = _mlp()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.compile(make(), "mse")
+    _fit(mixed)
+    assert mixed.layers[0].compute_dtype == "bfloat16"
+    floats = {v.dtype for v in mixed.optimizer.variables if "int" not in v.dtype} | {w.dtype for w in mixed.weights}
+    assert floats == {"float32"}
+    assert _distance(mixed.get_weights(), plain.get_weights()) < 0.05 * _distance(plain.get_weights(), start)
 
 
 @pytest.mark.parametrize("clipping", ["clipnorm", "global_clipnorm"])

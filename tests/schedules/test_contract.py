@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfopt.schedules import Cyclic, InverseSqrt, OneCycle, OneCycleMomentum, WarmUp, WarmupStableDecay
+from tfopt.schedules import Cyclic, InverseSqrt, OneCycle, OneCycleMomentum, Scaled, WarmUp, WarmupStableDecay
 
 SCHEDULES = {
     "WarmUp": lambda: WarmUp(OneCycle(1e-2, 40, anneal="linear"), warmup_steps=3, start=1e-4, curve="cosine"),
@@ -16,8 +16,16 @@ SCHEDULES = {
     "Cyclic": lambda: Cyclic(1e-3, 1e-2, step_size=3, mode="triangular2"),
     "WarmupStableDecay": lambda: WarmupStableDecay(1e-2, 2, 1, 4, decay="1-sqrt", final_lr=1e-4),
     "InverseSqrt": lambda: InverseSqrt(1e-2, warmup_steps=2),
+    "Scaled": lambda: Scaled(Cyclic(1e-3, 1e-2, step_size=3), scale=0.25),
 }
 STEPS_PER_EPOCH = 4
+
+
+def test_every_public_schedule_is_in_the_contract():
+    import tfopt.schedules  # noqa: PLC0415
+
+    schedule_classes = {name for name in tfopt.schedules.__all__ if isinstance(getattr(tfopt.schedules, name), type)}
+    assert schedule_classes == set(SCHEDULES)
 
 
 @pytest.fixture(params=list(SCHEDULES), ids=list(SCHEDULES))
