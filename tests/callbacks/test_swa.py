@@ -87,10 +87,55 @@ def test_deepcopy_before_and_after_fit(linear_model, regression_data):
     before = copy.deepcopy(callback)
     fit(linear_model(keras.optimizers.SGD(0.05)), regression_data, [callback], epochs=2)
     for swa in (before, copy.deepcopy(callback)):
-        assert (swa.start_epoch, swa.swa_lr, swa.update_bn) == (1, 0.01, callback.update_bn)
+        assert (swa.start_epoch, swa.swa_lr, swa.update_bn, swa.backup_dir) == (1, 0.01, callback.update_bn, None)
     model, probe = linear_model(keras.optimizers.SGD(0.05)), WeightProbe()
     fit(model, regression_data, [probe, copy.deepcopy(callback)], epochs=3)
     assert_averaged(model, probe, 1)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops `fit` in the middle of `epoch`, as a killed worker would."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._epoch == self.epoch and batch == 1:
+            raise KeyboardInterrupt
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+def test_backup_dir_resumes_the_averages_of_an_interrupted_fit(regression_data, tmp_path):
+    x = regression_data[0]
+    uninterrupted = batch_norm_model()
+    fit(uninterrupted, regression_data, [SWA(1, swa_lr=0.02, update_bn=x)], epochs=6)
+
+    backup, averages = keras.callbacks.BackupAndRestore(str(tmp_path / "backup")), str(tmp_path / "swa")
+    with pytest.raises(KeyboardInterrupt):
+        fit(batch_norm_model(), regression_data,
+            [backup, SWA(1, swa_lr=0.02, update_bn=x, backup_dir=averages), Interrupt(epoch=3)], epochs=6)
+    assert sorted(path.name for path in (tmp_path / "swa").iterdir()) == ["swa-after-epoch-1.npz",
+                                                                          "swa-after-epoch-2.npz"]
+    resumed, probe = batch_norm_model(), WeightProbe()
+    fit(resumed, regression_data, [backup, SWA(1, swa_lr=0.02, update_bn=x, backup_dir=averages), probe], epochs=6)
+    assert len(probe.epochs) == 3  # epochs 3, 4 and 5 only
+    for a, b in zip(resumed.get_weights(), uninterrupted.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert list((tmp_path / "swa").iterdir()) == []
+
+
+def test_backup_dir_without_the_averages_of_the_resumed_epoch_raises(regression_data, tmp_path):
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(KeyboardInterrupt):
+        fit(batch_norm_model(), regression_data, [backup, SWA(1, update_bn=False), Interrupt(epoch=3)], epochs=6)
+    with pytest.raises(FileNotFoundError) as raised:
+        fit(batch_norm_model(), regression_data, [backup, SWA(1, update_bn=False, backup_dir=str(tmp_path))],
+            epochs=6)
+    assert str(raised.value).startswith("SWA: training resumes at epoch 3, after averaging began at start_epoch=1")
+    assert "Received: backup_dir=" in str(raised.value)
 
 
 def test_training_shorter_than_start_epoch_warns_and_keeps_the_weights(linear_model, regression_data):
@@ -128,8 +173,10 @@ def test_swa_lr_with_a_scheduled_optimizer_raises_at_fit_start(linear_model, reg
         ({"start_epoch": 1.5}, TypeError, "SWA: argument `start_epoch` must be an integer. Received: start_epoch=1.5"),
         ({"swa_lr": 0}, ValueError, "SWA: argument `swa_lr` must be > 0. Received: swa_lr=0.0"),
         ({"update_bn": (np.ones(3),)}, TypeError, "SWA: argument `update_bn` must be a bool, a tf.data.Dataset or"),
+        ({"backup_dir": 3}, TypeError, "SWA: argument `backup_dir` must be a folder path. Received: backup_dir=3"),
     ],
-    ids=["start_epoch_negative", "start_epoch_not_integer", "swa_lr_not_positive", "update_bn_wrong_type"],
+    ids=["start_epoch_negative", "start_epoch_not_integer", "swa_lr_not_positive", "update_bn_wrong_type",
+         "backup_dir_wrong_type"],
 )
 def test_argument_errors(kwargs, error, message):
     with pytest.raises(error) as raised:

@@ -1,12 +1,14 @@
 """`SWA`: stochastic weight averaging of the epochs' end points, then BatchNorm statistics for the average."""
 
+import glob
+import os
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfopt import _checks, _compat, _surgery
+from tfopt import _checks, _compat, _surgery, distribute
 
 _ARRAY_BATCH_SIZE = 32
 
@@ -45,9 +47,12 @@ class SWA(_compat.Callback):
     ```
 
     A callback does not see `fit`'s data, so recomputing the statistics takes the training inputs as `update_bn`.
-    The averages are kept as float64 NumPy copies on the host: they cost no device memory or step time, follow the
-    model under `tf.distribute` strategies, and are not saved with the model (`BackupAndRestore` does not restore
-    them). A `copy.deepcopy` of the callback (KerasTuner makes one per trial) starts afresh and shares `update_bn`.
+    The averages are kept as float64 NumPy copies on the host: they cost no device memory or step time and follow the
+    model under `tf.distribute` strategies, but they are not model weights, so `BackupAndRestore` does not save them.
+    Give `backup_dir` (its folder, say) and SWA saves them there at each epoch's end (the chief only, under a
+    multi-worker strategy) and, when `fit` resumes at a later epoch, restores those of the epoch before; a finished
+    `fit` deletes them. A `copy.deepcopy` of the callback (KerasTuner makes one per trial) starts afresh and shares
+    `update_bn`.
 
     Args:
         start_epoch: the first (0-based) epoch whose end is averaged, an integer >= 0.
@@ -57,6 +62,8 @@ class SWA(_compat.Callback):
             or `(x, y, ...)`, or an array (or a list or dict of arrays) of inputs, taken in batches of 32. False
             keeps the last epoch's statistics. True is accepted for models without BatchNormalization layers; with
             such layers it raises at the start of `fit`. Defaults to True.
+        backup_dir: a folder for the averages, so that a `fit` resumed by `keras.callbacks.BackupAndRestore` goes on
+            averaging where it stopped; None keeps them in memory only. Defaults to None.
 
     Example:
         >>> import keras, numpy as np
@@ -71,7 +78,7 @@ class SWA(_compat.Callback):
         Generalization", UAI 2018. https://arxiv.org/abs/1803.05407
     """
 
-    def __init__(self, start_epoch, swa_lr=None, update_bn=True):
+    def __init__(self, start_epoch, swa_lr=None, update_bn=True, backup_dir=None):
         super().__init__()
         self.start_epoch = _checks.integer("SWA", "start_epoch", start_epoch, low=0)
         self.swa_lr = None if swa_lr is None else _checks.number("SWA", "swa_lr", swa_lr, low=0, closed="neither")
@@ -79,11 +86,15 @@ class SWA(_compat.Callback):
             "SWA", "update_bn", update_bn, (bool, tf.data.Dataset, np.ndarray, list, dict),
             "a bool, a tf.data.Dataset or an array, list or dict of arrays of inputs",
         )
-        self._averages = None
-        self._count = 0
+        if backup_dir is not None:
+            backup_dir = os.fspath(
+                _checks.instance("SWA", "backup_dir", backup_dir, (str, os.PathLike), "a folder path")
+            )
+        self.backup_dir = backup_dir
+        self._averages, self._count, self._first_epoch = None, 0, None
 
     def __deepcopy__(self, memo):
-        return type(self)(self.start_epoch, self.swa_lr, self.update_bn)
+        return type(self)(self.start_epoch, self.swa_lr, self.update_bn, self.backup_dir)
 
     def on_train_begin(self, logs=None):
         schedule = None if self.swa_lr is None else _compat.learning_rate_schedule(self.optimizer)
@@ -99,9 +110,12 @@ class SWA(_compat.Callback):
                 "model with BatchNormalization layers: a callback cannot see fit's data, and the averaged weights "
                 "need statistics of their own. Pass `update_bn=train_dataset`. Received: update_bn=True"
             )
-        self._averages, self._count = None, 0
+        self._averages, self._count, self._first_epoch = None, 0, None
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+            self._restore(epoch)
         if self.swa_lr is not None and epoch >= self.start_epoch:
             _compat.set_learning_rate(self.optimizer, self.swa_lr)
 
@@ -114,8 +128,44 @@ class SWA(_compat.Callback):
             self._averages = weights
         else:
             self._averages = [average + (w - average) / self._count for average, w in zip(self._averages, weights)]
+        if self.backup_dir is not None:
+            self._save(epoch)
+
+    def _backup_path(self, epoch):
+        return os.path.join(self.backup_dir, f"swa-after-epoch-{epoch}.npz")
+
+    def _save(self, epoch):
+        """Writes the averages after `epoch` (atomically: a kill mid-write leaves the previous file) and deletes all
+        but this and the previous epoch's, which a `BackupAndRestore` saved before SWA's next save may still need."""
+        kept = {self._backup_path(epoch), self._backup_path(epoch - 1)}
+        with distribute.chief_path(self._backup_path(epoch)) as path:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(f"{path}.partial", "wb") as file:
+                np.savez(file, count=self._count, *self._averages)
+            os.replace(f"{path}.partial", path)
+        if distribute.is_chief(self.model.distribute_strategy):
+            for old in set(glob.glob(self._backup_path("*"))) - kept:
+                os.remove(old)
+
+    def _restore(self, first_epoch):
+        """Takes the averages saved after epoch `first_epoch - 1` when `fit` resumes after averaging began."""
+        if self.backup_dir is None or first_epoch <= self.start_epoch:
+            return
+        path = self._backup_path(first_epoch - 1)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"SWA: training resumes at epoch {first_epoch}, after averaging began at start_epoch="
+                f"{self.start_epoch}, but argument `backup_dir` holds no averages of epoch {first_epoch - 1} ({path}). "
+                f"Resume with the `backup_dir` of the interrupted run. Received: backup_dir={self.backup_dir!r}"
+            )
+        with np.load(path) as saved:
+            self._count = int(saved["count"])
+            self._averages = [saved[f"arr_{index}"] for index in range(len(saved.files) - 1)]
 
     def on_train_end(self, logs=None):
+        if self.backup_dir is not None and distribute.is_chief(self.model.distribute_strategy):
+            for path in glob.glob(self._backup_path("*")):
+                os.remove(path)
         if self._count == 0:
             warnings.warn(
                 f"SWA: training ended before epoch start_epoch={self.start_epoch}, so there is nothing to average; "
