@@ -28,3 +28,13 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         _files.write_atomically(path, fail)
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_a_worker_other_than_the_chief_leaves_no_file(tmp_path, monkeypatch):
+    from tfopt.distribute import chief  # noqa: PLC0415
+
+    monkeypatch.setattr(chief, "is_chief", lambda strategy=None: False)
+    written = []
+    path = _files.write_atomically(tmp_path / "out.bin", lambda file: written.append(file.write(b"content")))
+    assert path == str(tmp_path / "out.bin") and written == [7]  # the write ran, into a deleted folder
+    assert os.listdir(tmp_path) == []

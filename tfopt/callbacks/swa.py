@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfopt import _checks, _compat, _surgery, distribute
+from tfopt import _checks, _compat, _files, _surgery, distribute
 
 _ARRAY_BATCH_SIZE = 32
 
@@ -135,14 +135,11 @@ class SWA(_compat.Callback):
         return os.path.join(self.backup_dir, f"swa-after-epoch-{epoch}.npz")
 
     def _save(self, epoch):
-        """Writes the averages after `epoch` (atomically: a kill mid-write leaves the previous file) and deletes all
-        but this and the previous epoch's, which a `BackupAndRestore` saved before SWA's next save may still need."""
+        """Writes the count and averages after `epoch` (atomically, from the chief) and deletes all but this and the
+        previous epoch's, which a `BackupAndRestore` saved before this save may still need."""
         kept = {self._backup_path(epoch), self._backup_path(epoch - 1)}
-        with distribute.chief_path(self._backup_path(epoch)) as path:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(f"{path}.partial", "wb") as file:
-                np.savez(file, count=self._count, *self._averages)
-            os.replace(f"{path}.partial", path)
+        os.makedirs(self.backup_dir, exist_ok=True)
+        _files.write_atomically(self._backup_path(epoch), lambda file: np.savez(file, self._count, *self._averages))
         if distribute.is_chief(self.model.distribute_strategy):
             for old in set(glob.glob(self._backup_path("*"))) - kept:
                 os.remove(old)
@@ -159,8 +156,8 @@ class SWA(_compat.Callback):
                 f"Resume with the `backup_dir` of the interrupted run. Received: backup_dir={self.backup_dir!r}"
             )
         with np.load(path) as saved:
-            self._count = int(saved["count"])
-            self._averages = [saved[f"arr_{index}"] for index in range(len(saved.files) - 1)]
+            count, *self._averages = (saved[f"arr_{index}"] for index in range(len(saved.files)))
+        self._count = int(count)
 
     def on_train_end(self, logs=None):
         if self.backup_dir is not None and distribute.is_chief(self.model.distribute_strategy):
