@@ -94,6 +94,57 @@ def test_a_schedule_scales_the_bounds_from_the_first_positive_rate():
     assert_all_close(run_keras_optimizer(AdaBound(schedule, gamma=0.1), start, gradients), expected)
 
 
+def authors_adabound(gradients, initial, lr=1e-3, betas=(0.9, 0.999), final_lr=0.1, gamma=1e-3, eps=1e-8,
+                     weight_decay=0.0, amsbound=False, decoupled=False):
+    """The authors' `AdaBound.step` (and, with `decoupled=True`, `AdaBoundW.step`) from Luolc/AdaBound at 2e928c3
+    (adabound/adabound.py), in float64, at a constant rate (`base_lr = lr`)."""
+    beta1, beta2 = betas
+    params = [x.astype("float64") for x in initial]
+    exp_avg = [np.zeros_like(p) for p in params]
+    exp_avg_sq = [np.zeros_like(p) for p in params]
+    max_exp_avg_sq = [np.zeros_like(p) for p in params]
+    base_lr = lr
+    for step, grads in enumerate(gradients, start=1):
+        for i, grad in enumerate(grads):
+            grad = grad.astype("float64")
+            if weight_decay != 0 and not decoupled:
+                grad = grad + weight_decay * params[i]
+            exp_avg[i] = exp_avg[i] * beta1 + (1 - beta1) * grad
+            exp_avg_sq[i] = exp_avg_sq[i] * beta2 + (1 - beta2) * grad * grad
+            if amsbound:
+                max_exp_avg_sq[i] = np.maximum(max_exp_avg_sq[i], exp_avg_sq[i])
+                denom = np.sqrt(max_exp_avg_sq[i]) + eps
+            else:
+                denom = np.sqrt(exp_avg_sq[i]) + eps
+            step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+            final = final_lr * lr / base_lr
+            lower_bound = final * (1 - 1 / (gamma * step + 1))
+            upper_bound = final * (1 + 1 / (gamma * step))
+            update = np.clip(step_size / denom, lower_bound, upper_bound) * exp_avg[i]
+            if weight_decay != 0 and decoupled:
+                params[i] = params[i] - update - params[i] * weight_decay
+            else:
+                params[i] = params[i] - update
+    return params
+
+
+@pytest.mark.parametrize("amsbound", [False, True])
+def test_authors_adabound_is_the_l2_form(amsbound):
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    hyper = dict(final_lr=5e-2, beta_1=0.8, beta_2=0.95, gamma=0.1, epsilon=1e-3, amsbound=amsbound)
+    expected = authors_adabound(gradients, start, 2e-2, betas=(0.8, 0.95), final_lr=5e-2, gamma=0.1, eps=1e-3,
+                                weight_decay=0.1, amsbound=amsbound)
+    optimizer = AdaBound(2e-2, **hyper, weight_decay=0.1, decoupled_weight_decay=False)
+    assert_all_close(run_keras_optimizer(optimizer, start, gradients), expected)
+
+
+def test_authors_adaboundw_is_the_decoupled_form_with_the_decay_divided_by_the_rate():
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    expected = authors_adabound(gradients, start, 2e-2, gamma=0.1, weight_decay=2e-3, decoupled=True)
+    optimizer = AdaBound(2e-2, gamma=0.1, weight_decay=2e-3 / 2e-2)
+    assert_all_close(run_keras_optimizer(optimizer, start, gradients), expected)
+
+
 @pytest.mark.parametrize(
     "arguments, error, message",
     [

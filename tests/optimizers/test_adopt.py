@@ -100,6 +100,62 @@ def test_zero_epsilon_first_step_stays_finite():
     assert_all_close(result, torch_adopt(gradients, start, 1e-2, eps=0.0))
 
 
+def authors_adopt(gradients, initial, lr, betas=(0.9, 0.9999), eps=1e-6, clip_lambda=lambda step: step**0.25,
+                  weight_decay=0.0, decouple=False):
+    """The authors' `_single_tensor_adopt` (iShohei220/adopt at 6468572, src/adopt/adopt.py) in float64. Its step
+    counter starts at 0 and is read before the increment: `clip_lambda` sees 1 at the first update, and the
+    decoupled decay comes after the `step == 0` branch, so step 0 is not decayed."""
+    beta1, beta2 = betas
+    params = [x.astype("float64") for x in initial]
+    exp_avgs = [np.zeros_like(p) for p in params]
+    exp_avg_sqs = [np.zeros_like(p) for p in params]
+    for step, grads in enumerate(gradients):
+        for i, grad in enumerate(grads):
+            grad = grad.astype("float64")
+            if weight_decay != 0 and not decouple:
+                grad = grad + weight_decay * params[i]
+            if step == 0:
+                exp_avg_sqs[i] = exp_avg_sqs[i] + grad * grad
+                continue
+            if weight_decay != 0 and decouple:
+                params[i] = params[i] - lr * weight_decay * params[i]
+            normed_grad = grad / np.maximum(np.sqrt(exp_avg_sqs[i]), eps)
+            if clip_lambda is not None:
+                clip = clip_lambda(step)
+                normed_grad = np.clip(normed_grad, -clip, clip)
+            exp_avgs[i] = exp_avgs[i] + (normed_grad - exp_avgs[i]) * (1 - beta1)
+            params[i] = params[i] - lr * exp_avgs[i]
+            exp_avg_sqs[i] = exp_avg_sqs[i] * beta2 + (1 - beta2) * grad * grad
+    return params
+
+
+def test_authors_code_with_the_step_shifted_clip_is_the_default():
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    shifted = authors_adopt(gradients, start, 1e-2, weight_decay=0.1, clip_lambda=lambda step: (step + 1) ** 0.25)
+    ours = run_keras_optimizer(ADOPT(1e-2, weight_decay=0.1), start, gradients)
+    assert_all_close(ours, shifted)
+    theirs = authors_adopt(gradients, start, 1e-2, weight_decay=0.1)  # their default clips one step tighter
+    assert max(np.max(np.abs(a - b)) for a, b in zip(theirs, ours)) > 1e-3
+
+
+def test_authors_code_without_clipping_is_clip_exponent_none():
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    expected = authors_adopt(gradients, start, 2e-2, betas=(0.8, 0.95), eps=0.3, clip_lambda=None, weight_decay=0.1)
+    ours = ADOPT(2e-2, beta_1=0.8, beta_2=0.95, epsilon=0.3, clip_exponent=None, weight_decay=0.1)
+    assert_all_close(run_keras_optimizer(ours, start, gradients), expected)
+
+
+def test_authors_decoupled_decay_skips_the_first_step():
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    theirs = authors_adopt(gradients, start, 1e-2, clip_lambda=None, weight_decay=0.5, decouple=True)
+    ours = run_keras_optimizer(ADOPT(1e-2, clip_exponent=None, weight_decay=0.5, decoupled_weight_decay=True),
+                               start, gradients)
+    # the moments are the same; the extra decay of step 1, -c * w_0 (c = lr * wd), is shrunk by the 59 decays after it
+    c = 1e-2 * 0.5
+    assert_all_close(ours, [t - c * (1 - c) ** 59 * w for t, w in zip(theirs, start)])
+    assert max(np.max(np.abs(a - b)) for a, b in zip(theirs, ours)) > 1e-3
+
+
 @pytest.mark.parametrize(
     "arguments, error, message",
     [

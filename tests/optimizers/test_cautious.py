@@ -1,6 +1,6 @@
-"""Cautious against NumPy ports of pytorch-optimizer 4.1.0's cautious Lion and its `apply_cautious` on Adam, the
-decay convention, serialization and errors. fit, jit, MirroredStrategy, mixed precision, clipping, decay exclusion,
-Embedding and `.keras` resume are in test_contract.py."""
+"""Cautious against NumPy ports of pytorch-optimizer 4.1.0's cautious Lion and its `apply_cautious` on Adam and of
+the authors' C-Lion, the decay convention, serialization and errors. fit, jit, MirroredStrategy, mixed precision,
+clipping, decay exclusion, Embedding and `.keras` resume are in test_contract.py."""
 
 import keras
 import numpy as np
@@ -82,6 +82,35 @@ def test_weight_decay_is_masked_with_the_step_and_skips_excluded_variables():
     assert_all_close(actual, ours)
     assert np.max(np.abs(ours[2] - theirs[2])) > 1e-3  # the two conventions differ beyond the tolerance
     np.testing.assert_allclose(ours[1], theirs[1])  # and agree on the excluded variable
+
+
+def authors_c_lion(gradients, initial, lr, betas, weight_decay=0.0):
+    """The authors' C-Lion `update_fn` (kyleliang919/C-Optim at 2c0517c, c_lion.py) in float64: the decay first and
+    unmasked, the mask `n / (sum + 1)` on the sign update."""
+    beta1, beta2 = betas
+    params = [x.astype("float64") for x in initial]
+    exp_avgs = [np.zeros_like(p) for p in params]
+    for grads in gradients:
+        for i, grad in enumerate(grads):
+            grad = grad.astype("float64")
+            params[i] = params[i] * (1 - lr * weight_decay)
+            update = np.sign(exp_avgs[i] * beta1 + grad * (1 - beta1))
+            mask = (update * grad > 0).astype(grad.dtype)
+            mask = mask * (mask.size / (mask.sum() + 1))
+            params[i] = params[i] - lr * update * mask
+            exp_avgs[i] = exp_avgs[i] * beta2 + grad * (1 - beta2)
+    return params
+
+
+def test_lion_matches_the_authors_c_lion_without_decay_and_masks_the_decay_unlike_it():
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    expected = authors_c_lion(gradients, start, 1e-2, (0.95, 0.98))
+    actual = run_keras_optimizer(Cautious(keras.optimizers.Lion(1e-2, 0.95, 0.98)), start, gradients)
+    assert_all_close(actual, expected)
+    theirs = authors_c_lion(gradients, start, 1e-2, (0.95, 0.98), weight_decay=0.5)
+    ours = run_keras_optimizer(Cautious(keras.optimizers.Lion(1e-2, 0.95, 0.98, weight_decay=0.5)), start, gradients)
+    assert_all_close(ours, cautious_lion(gradients, start, 1e-2, (0.95, 0.98), weight_decay=0.5, decay_masked=True))
+    assert min(np.max(np.abs(a - b)) for a, b in zip(ours, theirs)) > 1e-3
 
 
 def test_config_round_trip_and_keras_file(tmp_path):

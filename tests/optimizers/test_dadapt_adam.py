@@ -1,6 +1,7 @@
 import math
 import re
 
+import keras
 import numpy as np
 import pytest
 from references import SHAPES, assert_all_close, gradient_sequence, initial_values, run_keras_optimizer
@@ -89,6 +90,68 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables(decou
     expected = torch_dadapt_adam(gradients, start, d0=1e-3, weight_decay=0.5, weight_decouple=decoupled,
                                  decayed=(True, False, True))
     assert_all_close(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
+
+
+def authors_dadapt_adam(gradients, initial, rates, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decouple=False,
+                        use_bias_correction=False, d0=1e-6, growth_rate=float("inf")):
+    """The authors' `DAdaptAdam.step` (facebookresearch/dadaptation at c984980, dadaptation/dadapt_adam.py), one
+    parameter group, `layer_scale=1`, in float64. `rates` gives each step's `lr`; at 0 the step changes nothing."""
+    beta1, beta2 = betas
+    sqrt_beta2 = beta2**0.5
+    params = [x.astype("float64") for x in initial]
+    exp_avg = [np.zeros_like(p) for p in params]
+    exp_avg_sq = [np.zeros_like(p) for p in params]
+    s = [np.zeros_like(p) for p in params]
+    d, k, numerator_weighted = d0, 0, 0.0
+    for lr, grads in zip(rates, gradients):
+        bias_correction = ((1 - beta2 ** (k + 1)) ** 0.5) / (1 - beta1 ** (k + 1)) if use_bias_correction else 1
+        dlr = d * lr * bias_correction
+        sk_l1, numerator_acum = 0.0, 0.0
+        grads = [g.astype("float64") for g in grads]
+        for i, grad in enumerate(grads):
+            if weight_decay != 0 and not decouple:
+                grads[i] = grad = grad + weight_decay * params[i]
+            if lr > 0.0:
+                denom = np.sqrt(exp_avg_sq[i]) + eps
+                numerator_acum += dlr * np.dot(grad.ravel(), (s[i] / denom).ravel())
+                exp_avg[i] = exp_avg[i] * beta1 + dlr * (1 - beta1) * grad
+                exp_avg_sq[i] = exp_avg_sq[i] * beta2 + (1 - beta2) * grad * grad
+                s[i] = s[i] * sqrt_beta2 + dlr * (1 - sqrt_beta2) * grad
+                sk_l1 += np.abs(s[i]).sum()
+        if sk_l1 == 0:
+            continue
+        numerator_weighted = sqrt_beta2 * numerator_weighted + (1 - sqrt_beta2) * numerator_acum
+        if lr > 0.0:
+            d_hat = numerator_weighted / ((1 - sqrt_beta2) * sk_l1)
+            d = max(d, min(d_hat, d * growth_rate))
+        for i in range(len(params)):
+            denom = np.sqrt(exp_avg_sq[i]) + eps
+            if weight_decay != 0 and decouple:
+                params[i] = params[i] - weight_decay * dlr * params[i]
+            params[i] = params[i] - exp_avg[i] / denom
+        k += 1
+    return params
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_matches_the_authors_dadaptation(decoupled):
+    gradients, start = drifting_gradients(), initial_values(SHAPES)
+    expected = authors_dadapt_adam(gradients, start, [0.5] * 60, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.5,
+                                   decouple=decoupled, use_bias_correction=True, d0=1e-4, growth_rate=1.05)
+    optimizer = DAdaptAdam(0.5, beta_1=0.8, beta_2=0.99, epsilon=1e-3, weight_decay=0.5,
+                           decoupled_weight_decay=decoupled, bias_correction=True, d0=1e-4, growth_rate=1.05)
+    assert_all_close(run_keras_optimizer(optimizer, start, gradients), expected)
+
+
+def test_at_a_zero_rate_the_authors_stand_still_and_the_momentum_moves_these_weights():
+    gradients, start = drifting_gradients(), initial_values(SHAPES)
+    rates = [1.0] * 30 + [0.0] * 30
+    theirs = authors_dadapt_adam(gradients, start, rates, d0=1e-3)
+    assert_all_close(theirs, authors_dadapt_adam(gradients[:30], start, rates[:30], d0=1e-3), 0, 0)
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([29], [1.0, 0.0])
+    ours = run_keras_optimizer(DAdaptAdam(schedule, d0=1e-3), start, gradients)
+    assert_all_close(run_keras_optimizer(DAdaptAdam(d0=1e-3), start, gradients[:30]), theirs)
+    assert min(np.max(np.abs(a - b)) for a, b in zip(ours, theirs)) > 1e-3
 
 
 def test_zero_gradients_leave_weights_and_d():

@@ -86,6 +86,68 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables():
     assert_all_close(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
 
 
+def authors_mars(gradients, initial, lr=3e-3, betas=(0.95, 0.99), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                 gamma=0.025, mars_type="mars-adamw", optimize_1d=False, lr_1d=3e-3, betas_1d=(0.9, 0.95),
+                 weight_decay_1d=0.1):
+    """The authors' `MARS.step` and `update_fn` (AGI-Arena/MARS at 4831e28, MARS/optimizers/mars.py), `is_approx=True`,
+    in float64: the MARS step for rank 2 only, `epsilon` added after the bias correction."""
+    params = [x.astype("float64") for x in initial]
+    exp_avg = [np.zeros_like(p) for p in params]
+    exp_avg_sq = [np.zeros_like(p) for p in params]
+    max_exp_avg_sq = [np.zeros_like(p) for p in params]
+    last_grad = [np.zeros_like(p) for p in params]
+    lr_1d_factor = lr_1d / lr
+    wd_1d = weight_decay if optimize_1d else weight_decay_1d
+
+    def denominator(i, beta1, beta2, step):
+        if amsgrad:
+            max_exp_avg_sq[i] = np.maximum(max_exp_avg_sq[i], exp_avg_sq[i])
+        v = max_exp_avg_sq[i] if amsgrad else exp_avg_sq[i]
+        return (np.sqrt(v) * (1 / math.sqrt(1.0 - beta2**step)) + eps) * (1.0 - beta1**step)
+
+    for step, grads in enumerate(gradients, start=1):
+        for i, grad in enumerate(grads):
+            grad = grad.astype("float64")
+            p = params[i]
+            if optimize_1d or grad.ndim == 2:
+                beta1, beta2 = betas
+                c_t = (grad - last_grad[i]) * (gamma * (beta1 / (1.0 - beta1))) + grad
+                c_t_norm = np.linalg.norm(c_t)
+                if c_t_norm > 1.0:
+                    c_t = c_t / c_t_norm
+                exp_avg[i] = exp_avg[i] * beta1 + (1.0 - beta1) * c_t
+                if mars_type == "mars-adamw":
+                    exp_avg_sq[i] = exp_avg_sq[i] * beta2 + (1.0 - beta2) * c_t * c_t
+                    params[i] = p - lr * (p * weight_decay + exp_avg[i] / denominator(i, beta1, beta2, step))
+                else:  # mars-lion
+                    params[i] = p - lr * (p * weight_decay + np.sign(exp_avg[i]))
+            else:
+                beta1, beta2 = betas_1d
+                exp_avg[i] = exp_avg[i] * beta1 + (1.0 - beta1) * grad
+                exp_avg_sq[i] = exp_avg_sq[i] * beta2 + (1.0 - beta2) * grad * grad
+                params[i] = p - lr * lr_1d_factor * (p * wd_1d + exp_avg[i] / denominator(i, beta1, beta2, step))
+            last_grad[i] = grad
+    return params
+
+
+@pytest.mark.parametrize("mars_type, amsgrad", [("adamw", False), ("adamw", True), ("lion", False)])
+def test_authors_code_with_optimize_1d(mars_type, amsgrad):
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    expected = authors_mars(gradients, start, 1e-2, gamma=0.2, weight_decay=0.5, amsgrad=amsgrad,
+                            mars_type="mars-" + mars_type, optimize_1d=True)
+    optimizer = MARS(1e-2, gamma=0.2, weight_decay=0.5, amsgrad=amsgrad, mars_type=mars_type, optimize_1d=True)
+    assert_all_close(run_keras_optimizer(optimizer, start, gradients), expected)
+
+
+def test_authors_code_by_default_differs_only_on_the_conv_kernel():
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    expected = authors_mars(gradients, start, 2e-2, gamma=0.2, weight_decay=0.5, lr_1d=1e-2, weight_decay_1d=0.3)
+    ours = run_keras_optimizer(MARS(2e-2, gamma=0.2, weight_decay=0.5, learning_rate_1d=1e-2, weight_decay_1d=0.3),
+                               start, gradients)
+    assert_all_close(ours[:2], expected[:2])  # the bias (1-D AdamW) and the Dense kernel (MARS)
+    assert np.max(np.abs(ours[2] - expected[2])) > 1e-2  # rank 4: MARS here, 1-D AdamW in the authors' code
+
+
 @pytest.mark.parametrize(
     "arguments, error, message",
     [

@@ -67,6 +67,47 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables(decou
     assert_all_close(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
 
 
+def authors_qhadam(gradients, initial, lr, betas=(0.9, 0.999), nus=(1.0, 1.0), weight_decay=0.0,
+                   decouple_weight_decay=False, eps=1e-8):
+    """The authors' `QHAdam.step` (facebookresearch/qhoptim at e81dea3, qhoptim/pyt/qhadam.py) in float64:
+    `beta_adj = 1 - 1 / beta_weight`, `exp_avg = beta_adj * exp_avg + (1 - beta_adj) * d_p`."""
+    (beta1, beta2), (nu1, nu2) = betas, nus
+    params = [x.astype("float64") for x in initial]
+    state = [dict(beta1_weight=0.0, beta2_weight=0.0, exp_avg=0.0, exp_avg_sq=0.0) for _ in params]
+    for grads in gradients:
+        for i, d_p in enumerate(grads):
+            d_p, st = d_p.astype("float64"), state[i]
+            if weight_decay != 0:
+                if decouple_weight_decay:
+                    params[i] = params[i] * (1 - lr * weight_decay)
+                else:
+                    d_p = d_p + weight_decay * params[i]
+            d_p_sq = d_p * d_p
+            st["beta1_weight"] = 1.0 + beta1 * st["beta1_weight"]
+            st["beta2_weight"] = 1.0 + beta2 * st["beta2_weight"]
+            beta1_adj = 1.0 - 1.0 / st["beta1_weight"]
+            beta2_adj = 1.0 - 1.0 / st["beta2_weight"]
+            st["exp_avg"] = st["exp_avg"] * beta1_adj + (1.0 - beta1_adj) * d_p
+            st["exp_avg_sq"] = st["exp_avg_sq"] * beta2_adj + (1.0 - beta2_adj) * d_p_sq
+            avg_grad = st["exp_avg"] * nu1 + ((1.0 - nu1) * d_p if nu1 != 1.0 else 0.0)
+            avg_grad_rms = st["exp_avg_sq"] * nu2 + ((1.0 - nu2) * d_p_sq if nu2 != 1.0 else 0.0)
+            avg_grad_rms = np.sqrt(avg_grad_rms) + eps
+            params[i] = params[i] - lr * avg_grad / avg_grad_rms
+    return params
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_matches_the_authors_qhoptim(decoupled):
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    expected = authors_qhadam(gradients, start, 2e-2, betas=(0.8, 0.95), nus=(0.6, 0.8), weight_decay=0.1,
+                              decouple_weight_decay=decoupled, eps=1e-3)
+    optimizer = QHAdam(2e-2, beta_1=0.8, beta_2=0.95, nu_1=0.6, nu_2=0.8, epsilon=1e-3, weight_decay=0.1,
+                       decoupled_weight_decay=decoupled)
+    assert_all_close(run_keras_optimizer(optimizer, start, gradients), expected)
+    default = authors_qhadam(gradients, start, 1e-2, betas=(0.995, 0.999), nus=(0.7, 1.0))
+    assert_all_close(run_keras_optimizer(QHAdam(1e-2, beta_1=0.995, nu_1=0.7), start, gradients), default)
+
+
 @pytest.mark.parametrize(
     "arguments, error, message",
     [

@@ -26,11 +26,16 @@ class AdaBound(SwitchableDecay, keras.optimizers.Optimizer):
     w = w - clip(step_size / (sqrt(v + 1e-15) + epsilon), lower, upper) * m
     ```
 
-    This is the authors' `AdaBound` (Luolc/AdaBound) as pytorch-optimizer 4.1.0's `AdaBound` writes it, with its
-    defaults; pytorch-optimizer adds `1e-15` under the square root. Both implementations' weight decay differ:
-    pytorch-optimizer's default (`weight_decouple=True`) is decoupled, followed here by default; the authors'
-    `AdaBound` adds an L2 penalty to the gradient: `decoupled_weight_decay=False` (their `AdaBoundW` is the
-    decoupled one). Both skip the variables excluded with `exclude_from_weight_decay`.
+    This is pytorch-optimizer 4.1.0's `AdaBound`, with its defaults (decoupled decay, `1e-15` under the square
+    root, `base_lr` the first rate > 0). The authors' `adabound.py` (Luolc/AdaBound at 2e928c3) differs in four
+    ways, the first two only with weight decay:
+
+    - their `AdaBound` adds an L2 penalty to the gradient: `decoupled_weight_decay=False` reproduces it;
+    - their `AdaBoundW` subtracts `weight_decay * w` (the weights before the step), not scaled by the learning
+      rate: at a constant rate, `decoupled_weight_decay=True` with `weight_decay=their_decay / learning_rate`
+      reproduces it (under a schedule their decay stays constant while this one follows the rate);
+    - the denominator is `sqrt(v) + epsilon`, without `1e-15` (it matters only where `v` is below ~1e-13);
+    - `base_lr` is the rate at construction (a schedule starting at 0 divides by zero there).
 
     Args:
         learning_rate: A float >= 0, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable taking no

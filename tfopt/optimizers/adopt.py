@@ -29,13 +29,20 @@ class ADOPT(SwitchableDecay, keras.optimizers.Optimizer):
         v = beta_2 * v + (1 - beta_2) * g * g
     ```
 
-    This is the algorithm of the authors' `adopt.py` (iShohei220/adopt) and of pytorch-optimizer 4.1.0's `ADOPT`,
-    whose defaults it takes: `beta_2=0.9999`, `epsilon=1e-6` clamping `sqrt(v)` from below (not added to it), and
-    the clipping schedule `clip_lambda = step**0.25` of the paper's Section 4 (there the clip bound is a callable;
-    here it is `t**clip_exponent`, and `clip_exponent=None` turns it off, the paper's Algorithm 1 without clipping).
-    The weight decay is an L2 penalty by default, as in both implementations (`decouple=False`,
-    `weight_decouple=False`); `decoupled_weight_decay=True` is their decoupled variant. Both skip the variables
-    excluded with `exclude_from_weight_decay`.
+    This is pytorch-optimizer 4.1.0's `ADOPT`, whose defaults it takes: `beta_2=0.9999`, `epsilon=1e-6` clamping
+    `sqrt(v)` from below (not added to it), and the clipping schedule `clip_lambda = step**0.25` of the paper's
+    Section 4 (there the clip bound is a callable; here it is `t**clip_exponent`, and `clip_exponent=None` turns it
+    off, the paper's Algorithm 1 without clipping). The weight decay is an L2 penalty by default, as in both
+    implementations (`decouple=False`, `weight_decouple=False`); `decoupled_weight_decay=True` is their decoupled
+    variant. Both skip the variables excluded with `exclude_from_weight_decay`.
+
+    The authors' `adopt.py` (iShohei220/adopt at 6468572, `src/adopt/adopt.py`) differs in two places. Its clip
+    bound is `clip_lambda(t - 1)`: its step counter is read before it is incremented, so the first update is clipped
+    to `1`, as in the paper's Algorithm 1 (whose first gradient, `g_0`, only sets `v`); tfopt's default bound is
+    looser by `(t / (t - 1))**0.25`, 19% at the first update and under 1% from step 26. Their
+    `ADOPT(clip_lambda=lambda step: (step + 1) ** 0.25)` is this default and `clip_lambda=None` is
+    `clip_exponent=None`; no argument here gives their default bound. And their decoupled decay skips step 1 (the
+    step that only sets `v`); here, as in pytorch-optimizer, every step decays.
 
     Args:
         learning_rate: A float >= 0, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable taking no

@@ -21,12 +21,24 @@ class Cautious(OptimizerWrapper):
     w = w0 - (w0 - w) * mask * n / (sum(mask) + 1)
     ```
 
-    This is the mask and scale of the authors' C-Optim code and of pytorch-optimizer 4.1.0's
-    `BaseOptimizer.apply_cautious` (`cautious=True`). One difference, with weight decay: those apply the decoupled
-    decay first and mask only the update, while this wrapper masks the inner optimizer's whole step, decay included
-    (where the mask is 0, the weight keeps its value and is not decayed that step); without weight decay the two are
-    the same. No argument reproduces the other convention; an inner optimizer with coupled (L2) decay, which goes
-    through the gradient, is masked the same way in both.
+    This is the mask and scale of pytorch-optimizer 4.1.0's `BaseOptimizer.apply_cautious` (`cautious=True`) and of
+    the authors' `c_lion.py` and `c_adafactor.py` (kyleliang919/C-Optim at 2c0517c). Without weight decay,
+    `Cautious(keras.optimizers.Lion(...))` is their C-Lion. Where they differ:
+
+    - Weight decay. C-Optim (all of its optimizers) and pytorch-optimizer shrink `w` by `learning_rate *
+      weight_decay` first and mask only the update, the mask decided by the update alone. This wrapper sees only
+      the inner optimizer's whole step, decay included: the mask is decided by `update + decay` and, where it is 0,
+      the weight is not decayed that step (where it is 1, the decay is rescaled with the update). Separating the
+      two would mean knowing, for every inner optimizer, whether and how it decayed this step (Keras's decay before
+      the step, tfopt's `DAdaptAdam` or `MARS` decaying inside their rules by their own rates, the L2 form through
+      the gradient, `gradient_accumulation_steps` decaying every k-th call, a `LossScaleOptimizer` skipping a
+      step), so no argument reproduces their convention; an inner optimizer with coupled (L2) decay is masked the
+      same way in both.
+    - The scale. C-Optim's `c_adamw.py` and `c_muon.py` now divide the mask by `max(mean(mask), 1e-3)` (its
+      comment keeps `n / (sum(mask) + 1)` as "original implementation"); the two differ by a factor
+      `(sum(mask) + 1) / sum(mask)`, large only for small variables (a bias of a few elements).
+    - Where to mask. `c_muon.py` masks the momentum before orthogonalising it; this wrapper masks the step that
+      comes out of the inner optimizer (for element-wise rules such as Adam or Lion, the same).
 
     The mask is taken against the gradient handed to the wrapper, summed over the replicas under a `tf.distribute`
     strategy as the inner optimizer sums it (clipping in the inner optimizer keeps its signs).

@@ -37,12 +37,18 @@ class DAdaptAdam(DecayInUpdateRule, keras.optimizers.Optimizer):
             w = w - m / (sqrt(v) + epsilon)
     ```
 
-    This is `DAdaptAdam` of the authors' `dadaptation` package (facebookresearch/dadaptation, version 3.2) as
-    pytorch-optimizer 4.1.0 writes it, with their defaults. The rate `dlr` of a step is the `d` before the step's
-    estimate. The weight decay is an L2 penalty by default (their `decouple=False` / `weight_decouple=False`);
-    `decoupled_weight_decay=True` is AdamW's form scaled by `dlr`; both skip the variables excluded with
-    `exclude_from_weight_decay`. Use a schedule on `learning_rate` to anneal (the authors recommend keeping the
-    schedule you would use with Adam, peak 1.0).
+    This is `DAdaptAdam` of the authors' `dadaptation` package (facebookresearch/dadaptation at c984980, version
+    3.2, `dadaptation/dadapt_adam.py`) as pytorch-optimizer 4.1.0 writes it, with their defaults. The rate `dlr` of
+    a step is the `d` before the step's estimate. The weight decay is an L2 penalty by default (their
+    `decouple=False` / `weight_decouple=False`); `decoupled_weight_decay=True` is AdamW's form scaled by `dlr`;
+    both skip the variables excluded with `exclude_from_weight_decay`. Use a schedule on `learning_rate` to anneal
+    (the authors recommend keeping the schedule you would use with Adam, peak 1.0).
+
+    One difference from the authors' code, shared with pytorch-optimizer: at a learning rate of 0 (a schedule that
+    reaches 0 mid-run) the authors skip the step entirely, while here, as in pytorch-optimizer, the moments decay
+    (`dlr = 0`) and the weights still move by `m / (sqrt(v) + epsilon)`, the momentum left from earlier steps. And
+    their step counter of the bias correction does not advance on a step whose gradients are all 0; `iterations`
+    does. Their per-group `layer_scale` has no counterpart (Keras has no parameter groups).
 
     `d` depends on sums over all variables, so the step replaces Keras's per-variable `update_step` by one step over
     all variables (TensorFlow backend), as `Prodigy` does. `d` and the numerator are optimizer variables, saved with

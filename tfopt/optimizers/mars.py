@@ -33,12 +33,20 @@ class MARS(DecayInUpdateRule, keras.optimizers.Optimizer):
     ```
 
     This is MARS-approx (the gradient at the previous weights is the previous step's gradient), the default of the
-    authors' `mars.py` (AGI-Arena/MARS, `is_approx=True`) as pytorch-optimizer 4.1.0's `MARS` writes it, with its
-    defaults (`learning_rate=3e-3`, betas `(0.95, 0.99)`, `gamma=0.025`, 1-D variables at `3e-3`, `(0.9, 0.95)` and
-    decay `0.1`). Left out: the exact MARS (a second gradient per step), `mars_type="shampoo"`, and `cautious=True`
-    (wrap the optimizer in `Cautious`, which masks against the gradient as there, the weight decay included). The
-    weight decay is decoupled, as pytorch-optimizer's default (its coupled form reaches the gradient after it is used
-    and has no effect), and skips the variables excluded with `exclude_from_weight_decay`.
+    authors' `mars.py` (`is_approx=True`), as pytorch-optimizer 4.1.0's `MARS` writes it, with its defaults
+    (`learning_rate=3e-3`, betas `(0.95, 0.99)`, `gamma=0.025`, 1-D variables at `3e-3`, `(0.9, 0.95)` and decay
+    `0.1`). Left out: the exact MARS (a second gradient per step), `mars_type="shampoo"`, and pytorch-optimizer's
+    `cautious=True`, which masks the momentum but not the weight decay (`Cautious(MARS(...))` masks the whole step,
+    decay included: see `Cautious`). The weight decay is decoupled, as pytorch-optimizer's default (its coupled form
+    changes the gradient after the step has used it, so it only reaches the next step's `g_previous`), and skips
+    the variables excluded with `exclude_from_weight_decay`.
+
+    The authors' `MARS/optimizers/mars.py` (AGI-Arena/MARS at 4831e28) differs in two ways. It takes the MARS step
+    only for variables of rank exactly 2 (`len(grad.shape) == 2`): a conv kernel takes the 1-D AdamW step there,
+    with `learning_rate_1d`, the 1-D betas and `weight_decay_1d`; `optimize_1d=True` sends every variable to the
+    MARS step in both, and for models whose kernels are all of rank 2 (Dense, Embedding) the two agree. And its
+    denominator is `(sqrt(v) / sqrt(1 - beta_2**t) + epsilon) * (1 - beta_1**t)`, `epsilon` added after the bias
+    correction and without `1e-15`: a relative difference below `epsilon / sqrt(v)`.
 
     Args:
         learning_rate: A float >= 0, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable taking no

@@ -23,12 +23,16 @@ class QHAdam(SwitchableDecay, keras.optimizers.Optimizer):
     w = w - learning_rate * (nu_1 * m + (1 - nu_1) * g) / (sqrt(nu_2 * v + (1 - nu_2) * g * g) + epsilon)
     ```
 
-    This is the paper's Algorithm (QHAdam) as the authors' `qhoptim` and pytorch-optimizer 4.1.0's `QHAdam` write it
-    (the moments are kept bias-corrected), with their defaults: `nu_1 = nu_2 = 1`, which is Adam with `epsilon`
-    added to `sqrt(v_hat)`. The paper recommends `nu_1=0.7, beta_1=0.995` ("QHAdam(0.995, 0.7)" as a drop-in for
-    Adam) and shows Adam, NAdam, AdamW-free variants as special cases. The weight decay is an L2 penalty by default,
-    as in both; `decoupled_weight_decay=True` is `qhoptim`'s `decouple_weight_decay` (pytorch-optimizer's
-    `weight_decouple`). Both skip the variables excluded with `exclude_from_weight_decay`.
+    This is the paper's QHAdam as the authors' `qhoptim` (facebookresearch/qhoptim at e81dea3,
+    `qhoptim/pyt/qhadam.py`) and pytorch-optimizer 4.1.0's `QHAdam` write it (the moments are kept bias-corrected,
+    through the weights `1 + beta * previous weight`), with their defaults: `nu_1 = nu_2 = 1`, which is Adam with
+    `epsilon` added to `sqrt(v_hat)`. `nu_1 = 0` gives RMSProp's step (with a bias-corrected `v`) and `nu_1 = beta_1`
+    NAdam approximately (`qhoptim`'s `from_nadam`); the paper suggests `nu_1=0.7, beta_1=0.995` as a start
+    ("QHAdam(0.995, 0.7)"). The weight decay is an L2 penalty by default, as in both; `decoupled_weight_decay=True`
+    is `qhoptim`'s `decouple_weight_decay` (its `QHAdamW`; pytorch-optimizer's `weight_decouple`): `w * (1 -
+    learning_rate * weight_decay)` before the step. Both skip the variables excluded with
+    `exclude_from_weight_decay`. (pytorch-optimizer 2.8 to 3.9 add `1 - beta2_adj * g * g` to the second moment,
+    an operator-precedence slip; 4.1.0 has the formula.)
 
     Args:
         learning_rate: A float >= 0, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable taking no
