@@ -45,6 +45,14 @@ def _pruned(schedule, structure=None, layers=None):
     return tfopt.prune.prune_low_magnitude(_convnet(""), schedule, structure=structure, layers=layers)
 
 
+def _attention():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    tokens = keras.layers.Dense(8)(keras.layers.Reshape((36, 1))(inputs))
+    x = keras.layers.MultiHeadAttention(2, 4, name="attention")(tokens, tokens)
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(x)))
+
+
 def _sparse_qat():
     model = tfopt.prune.prune_low_magnitude(_convnet(""), tfopt.prune.ConstantSparsity(0.5, 0))
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -92,6 +100,10 @@ FEATURES = {
     "prune_low_magnitude(channel)": lambda: (
         _pruned(tfopt.prune.ConstantSparsity(0.5, 2, frequency=4), "channel"), [tfopt.prune.UpdatePruningStep()]
     ),
+    "prune_low_magnitude(head)": lambda: (
+        tfopt.prune.prune_low_magnitude(_attention(), tfopt.prune.ConstantSparsity(0.5, 2, frequency=4), "head"),
+        [tfopt.prune.UpdatePruningStep()],
+    ),
     "quantize_model(int8)": lambda: (tfopt.quantize.quantize_model(_convnet("")), []),
     "quantize_model(16x8)": lambda: (tfopt.quantize.quantize_model(_convnet(""), "16x8"), []),
     "quantize_model(preserve_sparsity)": lambda: (_sparse_qat(), []),
@@ -104,6 +116,7 @@ ELSEWHERE = {
     "find_lr": "runs LRFinder",
     "DistillationLoss": "the losses' base class",
     "PruneLowMagnitude": "what prune_low_magnitude wraps layers in",
+    "PruneHeads": "what prune_low_magnitude(head) wraps attention layers in",
     "PruningSchedule": "ConstantSparsity's and PolynomialDecay's base class",
     "ConstantSparsity": "prune_low_magnitude(2:4), (channel)",
     "PolynomialDecay": "prune_low_magnitude",

@@ -70,14 +70,15 @@ def copy_layer(layer):
     return type(layer).from_config(layer.get_config())
 
 
-def masked_constraint(mask, constraint):
+def masked_constraint(mask, constraint, shape=None):
     """A kernel constraint that applies `constraint` (if any), then zeroes what `mask` zeroes: optimizers apply it
-    after each step, so masked weights stay exactly 0 under any optimizer."""
+    after each step, so masked weights stay exactly 0 under any optimizer. `shape`: the shape to view `mask` in
+    before it multiplies (a per-head mask over a kernel's head axis, say); None keeps the mask's own."""
 
     def apply(kernel):
         if constraint is not None:
             kernel = constraint(kernel)
-        return kernel * mask
+        return kernel * (mask if shape is None else keras.ops.reshape(mask, shape))
 
     return apply
 

@@ -175,9 +175,17 @@ def test_a_saved_pruned_model_with_a_depthwise_layer_loads_in_tfmots_prune_scope
     np.testing.assert_allclose(loaded(x).numpy(), pruned(x).numpy(), atol=1e-6)
 
 
-def test_channel_pruning_is_refused_for_tf_keras():
-    with pytest.raises(ValueError, match="must be None or \"N:M\" for a tf_keras model.*Received: structure='channel'"):
-        adapter.prune_low_magnitude(_model(), ConstantSparsity(0.5, begin_step=0), "channel")
+@pytest.mark.parametrize("structure", ["channel", "head"])
+def test_channel_and_head_pruning_are_refused_for_tf_keras(structure):
+    expected = f"must be None or \"N:M\" for a tf_keras model.*Received: structure='{structure}'"
+    with pytest.raises(ValueError, match=expected):
+        adapter.prune_low_magnitude(_model(), ConstantSparsity(0.5, begin_step=0), structure)
+
+
+def test_shrinking_is_refused_for_tf_keras():
+    pruned = adapter.prune_low_magnitude(_model(), ConstantSparsity(0.5, begin_step=0))
+    with pytest.raises(TypeError, match="strip_pruning: argument `shrink` must be False for a tf_keras model"):
+        tfopt.prune.strip_pruning(pruned, shrink=True)
 
 
 @pytest.mark.parametrize(

@@ -312,7 +312,7 @@ SCHEDULE = tprune.ConstantSparsity(0.5, begin_step=0)
                                             SCHEDULE, "2:4", layers="dw"),
          ValueError, "must be None or \"channel\" for layer 'dw' (DepthwiseConv2D): it has no input axis"),
         (lambda: tprune.prune_low_magnitude(model_of(keras.layers.Dense(2)), SCHEDULE, "2by4"), ValueError,
-         "argument `structure` must be None, \"channel\" or \"N:M\""),
+         "argument `structure` must be None, \"channel\", \"head\" or \"N:M\""),
         (lambda: tprune.prune_low_magnitude(keras.Sequential([keras.layers.Dense(2)]), SCHEDULE), ValueError,
          "argument `model` must be built"),
         (lambda: tprune.prune_low_magnitude(keras.layers.Dense(2), SCHEDULE), TypeError,
@@ -333,7 +333,13 @@ def test_errors(call, error, message):
     assert message in str(raised.value)
 
 
-def test_a_pruned_model_is_not_pruned_again(mlp):
-    pruned = tprune.prune_low_magnitude(mlp(), SCHEDULE)
-    with pytest.raises(ValueError, match=r"argument `model` must be not pruned yet \(strip_pruning it first\)"):
-        tprune.prune_low_magnitude(pruned, SCHEDULE)
+def test_a_pruned_model_is_pruned_again_in_its_other_layers_only(mlp):
+    pruned = tprune.prune_low_magnitude(mlp(), SCHEDULE, layers="hidden")
+    twice = tprune.prune_low_magnitude(pruned, tprune.ConstantSparsity(0.8, 0), structure="channel")
+    assert [(layer.name, layer.structure) for layer in tprune.wrapper.pruned_layers(twice)] == [
+        ("prune_low_magnitude_hidden", None), ("prune_low_magnitude_out", "channel")]
+    with pytest.raises(ValueError, match=r"argument `model` must be a model with prunable layers not pruned yet "
+                                         r"\(strip_pruning it to prune them again\)"):
+        tprune.prune_low_magnitude(twice, SCHEDULE)
+    with pytest.raises(ValueError, match=r"names of prunable layers; not one: \['hidden'\]"):
+        tprune.prune_low_magnitude(pruned, SCHEDULE, layers="hidden")

@@ -9,6 +9,7 @@ Nothing here imports tfmot or tf_keras: the tf_keras paths import `tfopt.prune.t
 """
 
 from tfopt.prune.callback import UpdatePruningStep
+from tfopt.prune.heads import PruneHeads
 from tfopt.prune.prune import prune_low_magnitude
 from tfopt.prune.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 from tfopt.prune.strip import strip_pruning
@@ -19,6 +20,7 @@ __all__ = [
     "ConstantSparsity",
     "LayerSparsity",
     "PolynomialDecay",
+    "PruneHeads",
     "PruneLowMagnitude",
     "PruningSchedule",
     "UpdatePruningStep",

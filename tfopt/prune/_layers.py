@@ -11,8 +11,9 @@
 |                                        |                    | ends with (all of them)        | if a dense-like    |
 |                                        |                    |                                | equation           |
 
-Biases, a separable convolution's depthwise kernel and every other layer are left dense. The EinsumDense layers
-inside a MultiHeadAttention are not chosen (the attention layer is not pruned yet).
+Biases, a separable convolution's depthwise kernel and every other layer are left dense. A MultiHeadAttention is
+pruned by whole heads only (`structure="head"`, `tfopt.prune.PruneHeads`); its EinsumDense projections are not
+chosen one by one.
 """
 
 import dataclasses

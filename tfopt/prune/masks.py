@@ -15,12 +15,12 @@ from keras import ops
 
 from tfopt import _checks
 
-STRUCTURES = 'None, "channel" or "N:M" with 0 < N < M, such as "2:4"'
+STRUCTURES = 'None, "channel", "head" or "N:M" with 0 < N < M, such as "2:4"'
 
 
 def parse(owner, structure):
-    """None, "channel" or the pair (N, M) of an "N:M" structure; raises for anything else."""
-    if structure is None or structure == "channel":
+    """None, "channel", "head" or the pair (N, M) of an "N:M" structure; raises for anything else."""
+    if structure is None or structure in ("channel", "head"):
         return structure
     match = re.fullmatch(r"(\d+):(\d+)", structure) if isinstance(structure, str) else None
     _checks.satisfies(owner, "structure", structure, match and 0 < int(match[1]) < int(match[2]), STRUCTURES)
@@ -46,7 +46,7 @@ def check_fits(owner, structure, layer, kernel):
     )
 
 
-def _keep_largest(scores, sparsity):
+def keep_largest(scores, sparsity):
     """1 for the `keep` largest entries of `scores`, 0 for the others."""
     flat = ops.reshape(scores, (-1,))
     count = flat.shape[0]
@@ -58,7 +58,7 @@ def _keep_largest(scores, sparsity):
 
 def _filters(kernel, sparsity, filter_axes):
     norms = ops.sqrt(ops.sum(ops.square(kernel), axis=tuple(range(len(kernel.shape) - filter_axes))))
-    return ops.broadcast_to(_keep_largest(norms, sparsity), kernel.shape)
+    return ops.broadcast_to(keep_largest(norms, sparsity), kernel.shape)
 
 
 def _n_of_m(kernel, n, m):
@@ -80,4 +80,4 @@ def mask(kernel, pattern, sparsity, filter_axes, transposed=False):
         return _filters(kernel, sparsity, filter_axes)
     if isinstance(pattern, tuple):
         return _n_of_m(kernel, *pattern)
-    return _keep_largest(ops.abs(kernel), sparsity)
+    return keep_largest(ops.abs(kernel), sparsity)

@@ -1,17 +1,31 @@
 """`prune_low_magnitude`: a copy of a model whose chosen layers prune their kernels while it trains."""
 
+import keras
+
 from tfopt import _checks, _compat, _surgery
 from tfopt.prune import _layers, masks
+from tfopt.prune.heads import PruneHeads
 from tfopt.prune.schedules import PruningSchedule
 from tfopt.prune.wrapper import PruneLowMagnitude, pruned_layers
 
 _OWNER = "prune_low_magnitude"
+_HEADS = _layers.Kernel("heads", 1, False)  # what "head" prunes of a MultiHeadAttention: see PruneHeads
+
+
+def _head_kernel(layer):
+    return _HEADS if isinstance(layer, keras.layers.MultiHeadAttention) else None
+
+
 def _select(model, structure, layers):
-    """The layers of `model` to prune: prunable ones picked by `layers`, all of them by default."""
+    """The layers of `model` to prune: prunable ones picked by `layers`, all of them by default. Layers pruned
+    already (inside a wrapper) are not candidates."""
     _checks.satisfies(_OWNER, "model", model, model.built, "built (give it an `Input` or call it once)")
-    _checks.satisfies(_OWNER, "model", model, not pruned_layers(model), "not pruned yet (strip_pruning it first)")
-    prunable = [layer for layer in _surgery.layers(model) if _layers.kernel_of(layer) is not None]
-    return _layers.choose_layers(prunable, structure, layers, _layers.kernel_of)
+    kernel_of, described = (_head_kernel, "MultiHeadAttention layers") if structure == "head" else (
+        _layers.kernel_of, "prunable layers")
+    candidates = [layer for layer in _surgery.layers(model) if kernel_of(layer) is not None]
+    _checks.satisfies(_OWNER, "model", model, candidates or not pruned_layers(model),
+                      f"a model with {described} not pruned yet (strip_pruning it to prune them again)")
+    return _layers.choose_layers(candidates, structure, layers, kernel_of, described)
 
 
 def prune_low_magnitude(model, schedule, structure=None, layers=None):
@@ -31,7 +45,12 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
                          at each kernel position and output filter; SeparableConv groups the pointwise inputs.
                          The fraction is N/M whatever the schedule says: the schedule only decides when the
                          pattern starts (its first update step) and when it is refreshed.
+    structure="head":    zero that fraction of each MultiHeadAttention's heads, those whose weights have the
+                         smallest L2 norm (`tfopt.prune.PruneHeads`); only attention layers are chosen.
     ```
+    A model may be pruned again, with another structure, in layers not pruned yet: heads, then the feed-forward
+    neurons (`structure="channel"` on the first Dense of each block). `strip_pruning(..., shrink=True)` then removes
+    the pruned heads and neurons, for a smaller model.
     The pruned kernel is `kernel` of Dense, Conv1D/2D/3D, Conv1D/2D/3DTranspose (filters on kernel axis -2),
     EinsumDense (filters: the output axes its kernel ends with) and DepthwiseConv1D/2D (whose "channel" filters
     are its (channel, multiplier) pairs), `embeddings` of Embedding (filters: feature columns) and
@@ -41,7 +60,7 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
     Args:
         model: a Keras 3 Sequential or Functional model (or a tf_keras model, pruned by tfmot).
         schedule: a `tfopt.prune.ConstantSparsity` or `tfopt.prune.PolynomialDecay`.
-        structure: None (unstructured), "channel" or "N:M" such as "2:4". Defaults to `None`.
+        structure: None (unstructured), "channel", "head" or "N:M" such as "2:4". Defaults to `None`.
         layers: which layers to prune among the prunable ones: a layer class, a layer name, a function
             `layer -> bool`, or a list of them (a layer matching any is pruned; each name must name a prunable
             layer). Defaults to `None`: every prunable layer, except DepthwiseConv1D/2D under "N:M" (a depthwise
@@ -68,6 +87,7 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
         if id(layer) not in chosen:
             return None
         inner = _surgery.copy_layer(layer)
-        return PruneLowMagnitude(inner, schedule, structure), inner, layer.get_weights()
+        wrapper = PruneHeads if structure == "head" else PruneLowMagnitude
+        return wrapper(inner, schedule, structure), inner, layer.get_weights()
 
     return _surgery.clone_with(model, wrap)

@@ -1,8 +1,7 @@
 """`strip_pruning`: the plain model inside a pruned one, with its sparse weights, ready for export."""
 
-import numpy as np
-
-from tfopt import _compat, _surgery
+from tfopt import _checks, _compat, _surgery
+from tfopt.prune.shrink import shrink_plan
 from tfopt.prune.wrapper import PruneLowMagnitude
 
 _OWNER = "strip_pruning"
@@ -11,21 +10,26 @@ _OWNER = "strip_pruning"
 def _unwrap(layer):
     if not isinstance(layer, PruneLowMagnitude):
         return None
-    inner, kernel = _surgery.copy_layer(layer.layer), layer.pruned_kernel
-    mask = np.asarray(layer.mask)
-    weights = [np.asarray(weight) * mask if weight is kernel else np.asarray(weight) for weight in layer.layer.weights]
-    return inner, inner, weights
+    inner = _surgery.copy_layer(layer.layer)
+    return inner, inner, layer.masked_weights()
 
 
-def strip_pruning(model):
+def strip_pruning(model, shrink=False):
     """Returns a copy of a pruned model with each `PruneLowMagnitude` replaced by the layer it wraps.
 
     The copy holds the masked weights (`kernel * mask`), has no tfopt class in its config, and computes the same
     outputs as the pruned model; export it (`tf.lite.TFLiteConverter.from_keras_model`, `tfopt.export`). A model
     without pruned layers comes back as a plain copy. A tf_keras model is handed to tfmot's `strip_pruning`.
 
+    With `shrink=True` the pruned structure is removed rather than left as zeros: a MultiHeadAttention pruned by
+    "head" keeps only its kept heads (`num_heads` shrinks), and a Dense pruned by "channel" keeps only its kept units,
+    its Dense readers losing the matching inputs. A removed unit outputs `activation(bias)` whatever its input; that
+    constant is folded into the readers' biases, so the outputs stay the same (to float32 rounding).
+
     Args:
         model: a Keras 3 model from `tfopt.prune.prune_low_magnitude` (or a tf_keras model pruned by tfmot).
+        shrink: whether to remove pruned heads and Dense units. Every "channel"-pruned layer must then be a Dense
+            read only by Dense layers (else a ValueError says which). Defaults to `False`.
 
     Example:
 
@@ -35,9 +39,20 @@ def strip_pruning(model):
     >>> [layer.name for layer in tfopt.prune.strip_pruning(pruned).layers]
     ['out']
     """
+    _checks.boolean(_OWNER, "shrink", shrink)
     if _compat.is_legacy(model):
+        _checks.satisfies(_OWNER, "shrink", shrink, not shrink,
+                          "False for a tf_keras model: tfmot prunes no heads or neurons to remove", TypeError)
         from tfopt.prune import tfmot as _tfmot
 
         return _tfmot.strip_pruning(model)
     _surgery.check_copyable(_OWNER, model)
-    return _surgery.clone_with(model, _unwrap)
+    plan = shrink_plan(model) if shrink else {}
+
+    def unwrap(layer):
+        if id(layer) not in plan:
+            return _unwrap(layer)
+        new_layer, weights = plan[id(layer)]
+        return new_layer, new_layer, weights
+
+    return _surgery.clone_with(model, unwrap)

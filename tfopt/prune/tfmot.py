@@ -102,10 +102,10 @@ def pruning_schedule(schedule):
 
 def _m_by_n(structure):
     pattern = masks.parse(_OWNER, structure)
-    if pattern == "channel":
+    if pattern in ("channel", "head"):
         raise ValueError(f"{_OWNER}: argument `structure` must be None or \"N:M\" for a tf_keras model, which tfmot "
-                         "prunes: tfmot has no channel pruning. Received: structure='channel'. Carry the model to "
-                         "Keras 3 (tfopt.compat.to_keras3) to prune whole channels.")
+                         f"prunes: tfmot has no {pattern} pruning. Received: structure={structure!r}. Carry the "
+                         f"model to Keras 3 (tfopt.compat.to_keras3) to prune whole {pattern}s.")
     return pattern
 
 

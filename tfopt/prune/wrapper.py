@@ -1,6 +1,7 @@
 """`PruneLowMagnitude`: the wrapper around each pruned layer of a Keras 3 model; it holds the mask and the step."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfopt import _checks, _surgery
@@ -33,13 +34,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     Args:
         layer: the Keras 3 layer to prune (see `tfopt.prune.prune_low_magnitude` for the classes).
         schedule: a `tfopt.prune.ConstantSparsity` or `tfopt.prune.PolynomialDecay`.
-        structure: None, "channel" or "N:M" (see `tfopt.prune.prune_low_magnitude`). Defaults to `None`.
+        structure: None, "channel" or "N:M" (see `tfopt.prune.prune_low_magnitude`; "head": `PruneHeads`).
+            Defaults to `None`.
         **kwargs: base layer keywords; `name` defaults to `"prune_low_magnitude_" + layer.name`.
     """
 
     def __init__(self, layer, schedule, structure=None, **kwargs):
-        kernel = _layers.kernel_of(layer)
-        _checks.satisfies(_OWNER, "layer", layer, kernel is not None, f"a layer of class {_layers.PRUNABLE}")
+        kernel = self._describe(layer)
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, autocast=False, **kwargs)  # reads and writes the float32 kernel in any policy
         if isinstance(schedule, dict):
@@ -49,6 +50,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self._pattern = masks.parse(_OWNER, structure)
         self._kernel = kernel
         self.updates_enabled = False  # set by UpdatePruningStep while `fit` runs
+
+    @staticmethod
+    def _describe(layer):
+        """The `Kernel` description of `layer`; raises for a layer this wrapper can't prune."""
+        kernel = _layers.kernel_of(layer)
+        _checks.satisfies(_OWNER, "layer", layer, kernel is not None, f"a layer of class {_layers.PRUNABLE}")
+        return kernel
 
     @property
     def pruned_kernel(self):
@@ -66,29 +74,42 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         )
         kernel.constraint = _surgery.masked_constraint(self.mask, kernel.constraint)
 
-    def _advance(self):
-        """Counts a training step, recomputes the mask when the schedule says so, and zeroes the pruned weights."""
+    def _mask_at(self, sparsity):
+        """The mask for `sparsity`, from the current weights."""
+        kernel = self._kernel
+        return masks.mask(self.pruned_kernel, self._pattern, sparsity, kernel.filter_axes, kernel.transposed)
+
+    def _apply_mask(self):
+        """Zeroes the pruned weights."""
+        self.pruned_kernel.assign(self.pruned_kernel * self.mask)
+
+    def masked_weights(self):
+        """The wrapped layer's weights as NumPy arrays (in `layer.weights` order), the pruned ones zeroed."""
+        kernel, mask = self.pruned_kernel, np.asarray(self.mask)
+        return [np.asarray(weight) * mask if weight is kernel else np.asarray(weight) for weight in self.layer.weights]
+
+    def _advance(self, training):
+        """In training: counts a step, recomputes the mask when the schedule says so, and zeroes the pruned weights."""
+        if not training:
+            return
+        if not self.updates_enabled:
+            raise ValueError(
+                f"{_OWNER}: layer '{self.name}' is trained without the UpdatePruningStep callback, so its "
+                "pruning schedule cannot advance. Compile the model again (Keras cannot retrace a training "
+                "step whose first trace failed) and pass `callbacks=[tfopt.prune.UpdatePruningStep()]` to `fit`."
+            )
         step = self.pruning_step + 1
         self.pruning_step.assign(step)
-        kernel = self.pruned_kernel
         mask = ops.cond(
             self.schedule.should_update(step),
-            lambda: masks.mask(kernel, self._pattern, self.schedule.sparsity(step), self._kernel.filter_axes,
-                               self._kernel.transposed),
+            lambda: self._mask_at(self.schedule.sparsity(step)),
             lambda: ops.convert_to_tensor(self.mask),
         )
         self.mask.assign(mask)
-        kernel.assign(kernel * mask)
+        self._apply_mask()
 
     def call(self, inputs, training=None):
-        if training:
-            if not self.updates_enabled:
-                raise ValueError(
-                    f"{_OWNER}: layer '{self.name}' is trained without the UpdatePruningStep callback, so its "
-                    "pruning schedule cannot advance. Compile the model again (Keras cannot retrace a training "
-                    "step whose first trace failed) and pass `callbacks=[tfopt.prune.UpdatePruningStep()]` to `fit`."
-                )
-            self._advance()
+        self._advance(training)
         return self.layer(inputs)
 
     def compute_output_shape(self, input_shape):
