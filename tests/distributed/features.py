@@ -77,6 +77,17 @@ def one_cycle(scope):
         return weights(_fit(mlp(), keras.optimizers.SGD(0.05, momentum=0.9), [callback]))
 
 
+def reduce_lr_on_plateau(scope):
+    """tfopt's `ReduceLROnPlateau` scaling Adam's schedule: every worker must read the same loss and halve the rate
+    at the same epoch. The loss runs 17.78, 16.91, 16.03: epoch 1 ends less than `min_delta=1` below the best, a
+    plateau, so the last epoch trains at half the rate; epoch 2 does not. Also returns the final rate."""
+    with scope:
+        optimizer = keras.optimizers.Adam(tfopt.schedules.WarmUp(after=1e-2, warmup_steps=4))
+        callback = tfopt.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1.0)
+        model = _fit(mlp(), optimizer, [callback])
+    return {**weights(model), "learning_rate": np.asarray(optimizer.learning_rate)}
+
+
 def sharpness_aware(scope):
     with scope:
         return weights(_fit(tfopt.models.SharpnessAware(mlp(), rho=0.05), keras.optimizers.SGD(0.05)))
@@ -129,5 +140,6 @@ def resumable(scope, epochs, callbacks=()):
 
 
 FEATURES = {feature.__name__: feature for feature in (
-    keras_adam, radam_warmup, lookahead_lr_scheduler, one_cycle, sharpness_aware, swa, distiller, prune, quantize,
+    keras_adam, radam_warmup, lookahead_lr_scheduler, one_cycle, reduce_lr_on_plateau, sharpness_aware, swa, distiller,
+    prune, quantize,
 )}

@@ -41,6 +41,12 @@ def test_the_workers_agree_exactly(trained, name):
 
 
 @pytest.mark.slow
+def test_reduce_lr_on_plateau_halved_the_rate_once(trained):
+    for result in _results(trained, "reduce_lr_on_plateau"):
+        np.testing.assert_allclose(result["learning_rate"], 5e-3, rtol=1e-6)
+
+
+@pytest.mark.slow
 def test_the_pruned_kernels_are_half_zeros(trained):
     for result in _results(trained, "prune"):
         kernels = [value for value in result.values() if value.ndim == 2]
