@@ -113,7 +113,8 @@ HYPER = [dict(learning_rate=1e-2, weight_decay=0.0),
          dict(learning_rate=1e-2, beta_1=0.9, beta_2=0.99, shampoo_beta=0.8, epsilon=1e-3, precondition_frequency=4,
               weight_decay=0.0),
          dict(learning_rate=1e-2, max_precondition_dim=4, correct_bias=False, normalize_gradient=True,
-              precondition_frequency=7, weight_decay=0.0)]
+              precondition_frequency=7, weight_decay=0.0),
+         dict(learning_rate=1e-2, beta_1=0.5, precondition_frequency=1, weight_decay=0.0)]  # m carried every step
 
 
 def torch_arguments(learning_rate=3e-3, beta_1=0.95, beta_2=0.95, epsilon=1e-8, **hyper):
