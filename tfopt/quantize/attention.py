@@ -66,6 +66,7 @@ class QuantizeEinsumDense(QuantizeWrapper):
     Args:
         layer: a Keras 3 EinsumDense.
         scheme: "int8" or "16x8". Defaults to `"int8"`.
+        preserve_sparsity: keep the kernel's zeros (of a pruned model) through training. Defaults to `False`.
         **kwargs: base layer keywords; `name` defaults to `"quantize_" + layer.name`.
 
     Example:
@@ -76,9 +77,9 @@ class QuantizeEinsumDense(QuantizeWrapper):
     (2, 5, 3)
     """
 
-    def __init__(self, layer, scheme="int8", **kwargs):
+    def __init__(self, layer, scheme="int8", preserve_sparsity=False, **kwargs):
         _checks.instance(type(self).__name__, "layer", layer, keras.layers.EinsumDense, "a Keras 3 EinsumDense")
-        super().__init__(layer, scheme, **kwargs)
+        super().__init__(layer, scheme, preserve_sparsity, **kwargs)
         self._bits = self._scheme.weight_bits
         self.activation = keras.activations.serialize(layer.activation)
         linear = self.activation == "linear"
@@ -90,6 +91,10 @@ class QuantizeEinsumDense(QuantizeWrapper):
         for quantizer in (self.pre_activation_quantizer, self.output_quantizer):
             if quantizer is not None:
                 quantizer.build()
+        self._keep_sparsity()
+
+    def _sparse_kernels(self):
+        return [self.layer.kernel]
 
     def call(self, inputs, training=None):
         if self.pre_activation_quantizer is None:
@@ -120,6 +125,7 @@ class QuantizeMultiHeadAttention(QuantizeWrapper):
     Args:
         layer: a Keras 3 MultiHeadAttention (rank-3 inputs, default `attention_axes`).
         scheme: "int8" or "16x8". Defaults to `"int8"`.
+        preserve_sparsity: keep the zeros of the four projection kernels through training. Defaults to `False`.
         **kwargs: base layer keywords; `name` defaults to `"quantize_" + layer.name`.
 
     Example:
@@ -131,13 +137,13 @@ class QuantizeMultiHeadAttention(QuantizeWrapper):
     (1, 3, 8)
     """
 
-    def __init__(self, layer, scheme="int8", **kwargs):
+    def __init__(self, layer, scheme="int8", preserve_sparsity=False, **kwargs):
         owner = type(self).__name__
         _checks.instance(owner, "layer", layer, keras.layers.MultiHeadAttention, "a Keras 3 MultiHeadAttention")
         axes = layer.attention_axes
         _checks.satisfies(owner, "layer", layer.name, axes is None or tuple(axes) in ((1,), (-2,)),
                           "a MultiHeadAttention attending over the sequence axis (attention_axes None, (1,))")
-        super().__init__(layer, scheme, **kwargs)
+        super().__init__(layer, scheme, preserve_sparsity, **kwargs)
         self._bits = self._scheme.weight_bits
         stages = [stage for stage in _STAGES if stage != "probabilities" or scheme != "int8"]
         self.quantizers = {stage: QuantizeActivation(scheme, name=f"{stage}_quantizer") for stage in stages}
@@ -151,7 +157,12 @@ class QuantizeMultiHeadAttention(QuantizeWrapper):
             self.layer.build(query_shape, value_shape, key_shape)
         for quantizer in self.quantizers.values():
             quantizer.build()
+        self._keep_sparsity()
         self.built = True
+
+    def _sparse_kernels(self):
+        layer = self.layer
+        return [dense.kernel for dense in (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense)]
 
     def call(self, query, value, key=None, attention_mask=None, return_attention_scores=False, training=None,
              use_causal_mask=False, query_mask=None, value_mask=None, key_mask=None):

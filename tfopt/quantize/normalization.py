@@ -96,6 +96,7 @@ class QuantizeEmbedding(QuantizeWrapper):
     Args:
         layer: a Keras 3 Embedding.
         scheme: "int8" or "16x8". Defaults to `"int8"`.
+        preserve_sparsity: keep the table's zeros (of a pruned model) through training. Defaults to `False`.
         **kwargs: base layer keywords; `name` defaults to `"quantize_" + layer.name`.
 
     Example:
@@ -105,10 +106,17 @@ class QuantizeEmbedding(QuantizeWrapper):
     (1, 2, 4)
     """
 
-    def __init__(self, layer, scheme="int8", **kwargs):
+    def __init__(self, layer, scheme="int8", preserve_sparsity=False, **kwargs):
         _checks.instance(type(self).__name__, "layer", layer, keras.layers.Embedding, "a Keras 3 Embedding")
-        super().__init__(layer, scheme, **kwargs)
+        super().__init__(layer, scheme, preserve_sparsity, **kwargs)
         self._bits = self._scheme.weight_bits
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self._keep_sparsity()
+
+    def _sparse_kernels(self):
+        return [self.layer.embeddings]
 
     def call(self, inputs):
         table = fake_quant_weights(self.layer.embeddings, None, self._bits)

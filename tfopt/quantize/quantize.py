@@ -8,7 +8,7 @@ from tfopt.quantize import schemes
 from tfopt.quantize.attention import QuantizeEinsumDense, QuantizeMultiHeadAttention
 from tfopt.quantize.layers import FOLDABLE, FUSABLE_ACTIVATIONS, QuantizeConvolution, QuantizeOutputs
 from tfopt.quantize.normalization import QuantizeAffine, QuantizeEmbedding, QuantizeLayerNormalization, over_last_axis
-from tfopt.quantize.quantizers import QuantizeActivation
+from tfopt.quantize.quantizers import QuantizeActivation, QuantizeWrapper
 
 _OWNER = "quantize_model"
 _L = keras.layers
@@ -155,7 +155,7 @@ class _Rebuilder:
         if isinstance(layer, _L.BatchNormalization) and over_last_axis(layer, rank):
             rewritten = QuantizeAffine
         if rewritten is not None and not _skipped(layer, self.skip):
-            return rewritten(self.fills.copy(layer), self.scheme)
+            return rewritten(self.fills.copy(layer), self.scheme, preserve_sparsity=self.preserve_sparsity)
         if isinstance(layer, OUTPUT_QUANTIZED) or _skipped(layer, self.skip) or _is_layer_scale(layer):
             return QuantizeOutputs(self.fills.copy(layer), self.scheme)
         raise ValueError(
@@ -248,6 +248,6 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
     rebuild.fills.apply()
     if preserve_sparsity:
         for layer in _surgery.layers(quantized):
-            if isinstance(layer, QuantizeConvolution):
+            if isinstance(layer, (QuantizeConvolution, QuantizeWrapper)):
                 layer.keep_current_zeros()
     return quantized

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks
+from tfopt import _checks, _surgery
 from tfopt.quantize import schemes
 
 _TINY = 1e-8  # keeps a range of all-zero weights or activations from being empty
@@ -48,16 +48,41 @@ class QuantizationAware:
 
 class QuantizeWrapper(QuantizationAware, keras.layers.Wrapper):
     """The base of the QAT wrappers that recompute a layer: named `"quantize_" + layer.name` unless given a name,
-    computing in float32 under any policy, with `scheme` in their config and its `Scheme` as `_scheme`."""
+    computing in float32 under any policy, with `scheme` in their config and its `Scheme` as `_scheme`.
 
-    def __init__(self, layer, scheme="int8", **kwargs):
+    With `preserve_sparsity=True`, the zeros of the kernels `_sparse_kernels()` names stay exactly zero through
+    training: `_keep_sparsity()` (a subclass calls it at the end of `build`) gives each a `sparsity_mask` held by a
+    constraint, as a pruning mask is, and `keep_current_zeros()` sets the masks from the kernels' zeros."""
+
+    def __init__(self, layer, scheme="int8", preserve_sparsity=False, **kwargs):
         kwargs.setdefault("name", f"quantize_{layer.name}")
         super().__init__(layer, autocast=False, **kwargs)
         self.scheme = scheme
         self._scheme = schemes.get(type(self).__name__, scheme)
+        self.preserve_sparsity = _checks.boolean(type(self).__name__, "preserve_sparsity", preserve_sparsity)
+        self.sparsity_masks = []
+
+    def _sparse_kernels(self):
+        """The wrapped layer's kernels whose zeros `preserve_sparsity` keeps (none unless a subclass names some)."""
+        return []
+
+    def _keep_sparsity(self):
+        if not self.preserve_sparsity:
+            return
+        for index, kernel in enumerate(self._sparse_kernels()):
+            mask = self.add_weight(name=f"sparsity_mask_{index}", shape=kernel.shape, initializer="ones",
+                                   dtype=kernel.dtype, trainable=False)
+            kernel.constraint = _surgery.masked_constraint(mask, kernel.constraint)
+            self.sparsity_masks.append(mask)
+
+    def keep_current_zeros(self):
+        """Sets each `sparsity_mask` from its kernel's current zeros (`quantize_model` calls it once weights are
+        in)."""
+        for kernel, mask in zip(self._sparse_kernels(), self.sparsity_masks, strict=True):
+            mask.assign(ops.cast(ops.not_equal(kernel, 0.0), mask.dtype))
 
     def get_config(self):
-        return {**super().get_config(), "scheme": self.scheme}
+        return {**super().get_config(), "scheme": self.scheme, "preserve_sparsity": self.preserve_sparsity}
 
 
 def _global_range(low, high):
