@@ -125,3 +125,12 @@ def test_shrink_refuses_what_it_cannot_remove():
     with pytest.raises(TypeError, match="strip_pruning: argument `shrink` must be True or False"):
         tprune.strip_pruning(read_by_add, shrink="yes")
     assert tprune.strip_pruning(read_by_add).count_params() == _block().count_params()  # shrink=False still strips
+
+
+def test_two_replicas_drop_the_heads_and_weights_of_one_device(mirrored_strategy):
+    single = _fit(_heads_and_neurons(_block()), keras.optimizers.SGD(0.05))
+    with mirrored_strategy.scope():
+        replicated = _fit(_heads_and_neurons(_block()), keras.optimizers.SGD(0.05))
+    for a, b in zip(replicated.get_weights(), single.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.sum(replicated.get_layer("prune_low_magnitude_attention").mask) == 2
