@@ -2,7 +2,7 @@ import re
 
 import numpy as np
 import pytest
-from references import SHAPES, gradient_sequence, initial_values, run_compiled_optimizer, run_keras_optimizer
+from references import SHAPES, gradient_sequence, initial_values, run_keras_optimizer
 
 from tfopt.optimizers.radam import RAdam
 
@@ -73,16 +73,6 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables(decou
     expected, _ = torch_radam(gradients, start, **HYPER[1], weight_decay=0.1, decoupled_weight_decay=decoupled,
                               decayed=(True, False, True))
     assert_matches(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("hyper", HYPER)
-def test_float32_step_scalars_keep_the_float64_trajectory_over_10000_steps(hyper):
-    """On float64 variables only the step-size scalars are float32 (the step holds no float64 of its own): over
-    10,000 steps the trajectory stays at the float64 reference within the 60-step test's tolerance."""
-    gradients, start = gradient_sequence(SHAPES, 10_000), initial_values(SHAPES)
-    expected, _ = torch_radam(gradients, start, **hyper)
-    assert_matches(run_compiled_optimizer(RAdam(**hyper), start, gradients, "float64"), expected)
 
 
 @pytest.mark.parametrize(
