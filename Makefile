@@ -35,6 +35,7 @@ bench: install
 	$(PY) benchmarks/optimizers.py
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/quantization.py
+	$(PY) benchmarks/scaling.py
 
 clean:
 	rm -rf $(VENV) tfopt-demo .test-results

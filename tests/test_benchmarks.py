@@ -1,7 +1,8 @@
 """Every benchmark runs with `--quick` and prints its ratios, each with its spread, so none of them can rot.
 
 Each runs in its own process: the quantization and pruning benchmarks start tf_keras workers (tfmot sets
-TF_USE_LEGACY_KERAS for its process), and each benchmark holds TensorFlow to one thread before its first op.
+TF_USE_LEGACY_KERAS for its process), the scaling benchmark a process and a 2-worker cluster, and each benchmark holds
+TensorFlow to one thread before its first op.
 """
 
 import pathlib
@@ -14,6 +15,7 @@ import pytest
 BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
 RATIO = r"\d+\.\d{3} \(spread \d+\.\d{3}-\d+\.\d{3} over \d+ rounds\)"
 CELL = r"\d+\.\d{3} \(\d+\.\d{3}-\d+\.\d{3}\)"
+SPEED = r"\d+ \(\d+-\d+\)"  # steps/s: median (min-max)
 # The ratio lines a benchmark must print (a regular expression per line); every benchmark prints one at least.
 EXPECTED = {
     "distill": [rf"^Distiller ÷ \(teacher forward \+ student step\): {RATIO}",
@@ -31,6 +33,9 @@ EXPECTED = {
     + [rf"^{model}.*: int8 {variant} ÷ float32 latency: {RATIO}"
        for model in ("digits CNN", "digits Transformer", "MobileNet-style") for variant in ("PTQ", "QAT")]
     + [rf"^digits Transformer {kind} ÷ float step time: {RATIO}" for kind in ("QAT", "control")],
+    "scaling": [rf"^{re.escape(name)} +{SPEED} +{SPEED} +{CELL} +{CELL} +{CELL}$"
+                for name in ("Adam", "LRScheduler", "SharpnessAware", "quantize_model", "Adam (control)")]
+    + [rf"^Adam steps/s, 2 workers ÷ 1 process: {RATIO}", r"^goal: .*: (met|NOT met for .+)$"],
 }
 
 
