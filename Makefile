@@ -32,6 +32,7 @@ bench: install
 	$(PY) benchmarks/distill.py
 	$(PY) benchmarks/gradient_monitor.py
 	$(PY) benchmarks/lr_callbacks.py
+	$(PY) benchmarks/optimizer_accuracy.py
 	$(PY) benchmarks/optimizers.py
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/quantization.py
