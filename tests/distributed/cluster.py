@@ -1,7 +1,7 @@
 """Starts worker processes of one `MultiWorkerMirroredStrategy` cluster on free loopback ports.
 
 Each worker runs `python -m worker <args>` (tests/distributed/worker.py) with its own `TF_CONFIG`, in its own process
-group, its output in `<folder>/worker<i>.log`. `run` waits for all of them within a time limit; on a timeout, a
+group, with `TF_USE_LEGACY_KERAS=1` if the cluster is `legacy` (tf_keras models) and without it otherwise, its output in `<folder>/worker<i>.log`. `run` waits for all of them within a time limit; on a timeout, a
 failure or an exception (a failing test) every worker still alive is killed with its whole process group.
 """
 
@@ -28,10 +28,12 @@ def free_ports(count):
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def _environment(ports, index):
+def _environment(ports, index, legacy):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    environment = {name: value for name, value in os.environ.items() if name != "TF_USE_LEGACY_KERAS"}
     return {
-        **os.environ,
+        **environment,
+        **({"TF_USE_LEGACY_KERAS": "1"} if legacy else {}),
         "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
@@ -51,9 +53,10 @@ def _kill(processes):
 class Cluster:
     """The worker processes of one launch: `start`, then `wait` (or `run` for both)."""
 
-    def __init__(self, folder, workers=2):
+    def __init__(self, folder, workers=2, legacy=False):
         self.folder = pathlib.Path(folder)
         self.workers = workers
+        self.legacy = legacy
         self.processes = []
 
     def log(self, index):
@@ -65,7 +68,7 @@ class Cluster:
         for index in range(self.workers):
             with open(self.folder / f"worker{index}.log", "w") as log:
                 self.processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "worker", *map(str, args)], env=_environment(ports, index), cwd=self.folder,
+                    [sys.executable, "-m", "worker", *map(str, args)], env=_environment(ports, index, self.legacy), cwd=self.folder,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 ))
         return self
@@ -89,9 +92,10 @@ class Cluster:
         return "\n".join(f"--- worker{index}:\n{self.log(index)[-4000:]}" for index in range(self.workers))
 
 
-def run(folder, *args, timeout=180, workers=2):
-    """Runs `worker.py *args` on `workers` workers; raises with their logs unless all exit with 0."""
-    cluster = Cluster(folder, workers)
+def run(folder, *args, timeout=180, workers=2, legacy=False):
+    """Runs `worker.py *args` on `workers` workers (in legacy mode if `legacy`); raises with their logs unless all
+    exit with 0."""
+    cluster = Cluster(folder, workers, legacy)
     try:
         codes = cluster.start(*args).wait(timeout)
     finally:

@@ -143,3 +143,73 @@ FEATURES = {feature.__name__: feature for feature in (
     keras_adam, radam_warmup, lookahead_lr_scheduler, one_cycle, reduce_lr_on_plateau, sharpness_aware, swa, distiller,
     prune, quantize,
 )}
+
+
+def legacy_mlp(outputs=1, seed=0):
+    """`mlp` in tf_keras, from seeded (stateless) initializers: the same weights in every process."""
+    import tf_keras
+
+    def dense(units, offset, **kwargs):
+        return tf_keras.layers.Dense(units, kernel_initializer=tf_keras.initializers.GlorotUniform(seed + offset),
+                                     **kwargs)
+
+    return tf_keras.Sequential([tf_keras.Input((4,)), dense(8, 0, activation="relu"), dense(outputs, 1)])
+
+
+def _legacy_fit(scope, build, callbacks=()):
+    """A tf_keras model built by `build()`, compiled with Adam in `scope` and fit outside it."""
+    import tf_keras
+
+    with scope:
+        model = build()
+        model.compile(optimizer=tf_keras.optimizers.Adam(1e-2), loss="mse")
+    x, y = data()
+    model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=list(callbacks))
+    return model
+
+
+def legacy_adam(scope):
+    """Plain tf_keras: Adam `fit`, then `evaluate` and `predict`."""
+    model = _legacy_fit(scope, legacy_mlp)
+    x, y = data()
+    loss = model.evaluate(x, y, batch_size=BATCH, verbose=0)
+    return {**weights(model), "evaluate": np.asarray(loss), "predict": model.predict(x, batch_size=BATCH, verbose=0)}
+
+
+def legacy_prune(scope):
+    """`prune_low_magnitude` (tfmot) + `UpdatePruningStep` on a tf_keras model: the masks chosen in the step."""
+    schedule = tfopt.prune.ConstantSparsity(0.5, begin_step=0, frequency=2)
+    return weights(_legacy_fit(scope, lambda: tfopt.prune.prune_low_magnitude(legacy_mlp(), schedule),
+                               [tfopt.prune.UpdatePruningStep()]))
+
+
+def legacy_quantize(scope):
+    """`quantize_model` (tfmot QAT) on a tf_keras model: weights and the activation ranges learned in training."""
+    return weights(_legacy_fit(scope, lambda: tfopt.quantize.quantize_model(legacy_mlp())))
+
+
+def _weights_or_error(fit):
+    """`weights(fit())`, or `{"error": message}` if it raises a ValueError (see test_legacy_features.py)."""
+    try:
+        return weights(fit())
+    except ValueError as error:
+        return {"error": np.asarray(str(error))}
+
+
+def legacy_lr_scheduler(scope):
+    """tfopt's `LRScheduler` setting tf_keras Adam's rate each batch from a schedule."""
+    import tf_keras
+
+    callback = tfopt.callbacks.LRScheduler(tf_keras.optimizers.schedules.CosineDecay(1e-2, STEPS))
+    return _weights_or_error(lambda: _legacy_fit(scope, legacy_mlp, [callback]))
+
+
+def legacy_reduce_lr_on_plateau(scope):
+    """tfopt's `ReduceLROnPlateau` on tf_keras Adam (as `reduce_lr_on_plateau`, with a constant rate)."""
+    callback = tfopt.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1.0)
+    return _weights_or_error(lambda: _legacy_fit(scope, legacy_mlp, [callback]))
+
+
+LEGACY_FEATURES = {feature.__name__: feature for feature in (
+    legacy_adam, legacy_prune, legacy_quantize, legacy_lr_scheduler, legacy_reduce_lr_on_plateau,
+)}

@@ -51,15 +51,25 @@ def keras_fixes(output):
     (_folder(output) / "errors.json").write_text(json.dumps(errors))
 
 
+def _train(strategy, output, names):
+    import features as module
+
+    for name in names:
+        feature = {**module.FEATURES, **module.LEGACY_FEATURES}[name]
+        np.savez(_folder(output) / f"{name}.npz", **feature(strategy.scope()))
+
+
 def features(output, *names):
     """Trains each named feature of features.py under `tfopt.distribute.MultiWorkerMirroredStrategy`."""
     import tfopt
 
-    strategy = tfopt.distribute.MultiWorkerMirroredStrategy()
-    import features as module
+    _train(tfopt.distribute.MultiWorkerMirroredStrategy(), output, names)
 
-    for name in names:
-        np.savez(_folder(output) / f"{name}.npz", **module.FEATURES[name](strategy.scope()))
+
+def tf_features(output, *names):
+    """Trains each named feature of features.py under `tf.distribute.MultiWorkerMirroredStrategy` (tf_keras's own
+    multi-worker support, for the legacy features)."""
+    _train(tf.distribute.MultiWorkerMirroredStrategy(), output, names)
 
 
 def resume(output, epochs, kill_epoch):
@@ -102,7 +112,7 @@ def resume(output, epochs, kill_epoch):
     np.savez(folder / "resumable.npz", **features.weights(model))
 
 
-SCENARIOS = {"keras_fixes": keras_fixes, "features": features, "resume": resume}
+SCENARIOS = {"keras_fixes": keras_fixes, "features": features, "tf_features": tf_features, "resume": resume}
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
