@@ -73,13 +73,23 @@ def learning_rate_setter(optimizer):
     return lambda value: set_learning_rate(inner, value)
 
 
+def host_value(value):
+    """A variable or tensor of either Keras (or a number) as a NumPy value.
+
+    Through `.numpy()`: NumPy's own conversion of a multi-worker strategy's variable fails inside the strategy's
+    scope ("object __array__ method not producing an array"), where tf_keras's `fit` runs its callbacks.
+    """
+    numpy = getattr(value, "numpy", None)
+    return np.asarray(numpy() if callable(numpy) else value)
+
+
 def learning_rate(optimizer):
     """The optimizer's current learning rate as a Python float (the schedule's value at the current step)."""
     inner = unwrap_optimizer(optimizer)
     schedule = learning_rate_schedule(inner)
     if schedule is not None:
-        return float(np.asarray(schedule(inner.iterations)))
-    return float(np.asarray(inner.learning_rate))
+        return float(host_value(schedule(inner.iterations)))
+    return float(host_value(inner.learning_rate))
 
 
 def optimizer_variables(optimizer):

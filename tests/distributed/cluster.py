@@ -1,8 +1,9 @@
 """Starts worker processes of one `MultiWorkerMirroredStrategy` cluster on free loopback ports.
 
 Each worker runs `python -m worker <args>` (tests/distributed/worker.py) with its own `TF_CONFIG`, in its own process
-group, with `TF_USE_LEGACY_KERAS=1` if the cluster is `legacy` (tf_keras models) and without it otherwise, its output in `<folder>/worker<i>.log`. `run` waits for all of them within a time limit; on a timeout, a
-failure or an exception (a failing test) every worker still alive is killed with its whole process group.
+group, with `TF_USE_LEGACY_KERAS=1` if the cluster is `legacy` (tf_keras models) and without it otherwise, its
+output in `<folder>/worker<i>.log`. `run` waits for all of them within a time limit; on a timeout, a failure or an
+exception (a failing test) every worker still alive is killed with its whole process group.
 """
 
 import contextlib
@@ -68,8 +69,8 @@ class Cluster:
         for index in range(self.workers):
             with open(self.folder / f"worker{index}.log", "w") as log:
                 self.processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "worker", *map(str, args)], env=_environment(ports, index, self.legacy), cwd=self.folder,
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    [sys.executable, "-m", "worker", *map(str, args)], env=_environment(ports, index, self.legacy),
+                    cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 ))
         return self
 

@@ -188,12 +188,8 @@ def legacy_quantize(scope):
     return weights(_legacy_fit(scope, lambda: tfopt.quantize.quantize_model(legacy_mlp())))
 
 
-def _weights_or_error(fit):
-    """`weights(fit())`, or `{"error": message}` if it raises a ValueError (see test_legacy_features.py)."""
-    try:
-        return weights(fit())
-    except ValueError as error:
-        return {"error": np.asarray(str(error))}
+def _weights_and_rate(model):
+    return {**weights(model), "learning_rate": np.asarray(model.optimizer.learning_rate.numpy())}
 
 
 def legacy_lr_scheduler(scope):
@@ -201,13 +197,13 @@ def legacy_lr_scheduler(scope):
     import tf_keras
 
     callback = tfopt.callbacks.LRScheduler(tf_keras.optimizers.schedules.CosineDecay(1e-2, STEPS))
-    return _weights_or_error(lambda: _legacy_fit(scope, legacy_mlp, [callback]))
+    return _weights_and_rate(_legacy_fit(scope, legacy_mlp, [callback]))
 
 
 def legacy_reduce_lr_on_plateau(scope):
     """tfopt's `ReduceLROnPlateau` on tf_keras Adam (as `reduce_lr_on_plateau`, with a constant rate)."""
     callback = tfopt.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1.0)
-    return _weights_or_error(lambda: _legacy_fit(scope, legacy_mlp, [callback]))
+    return _weights_and_rate(_legacy_fit(scope, legacy_mlp, [callback]))
 
 
 LEGACY_FEATURES = {feature.__name__: feature for feature in (

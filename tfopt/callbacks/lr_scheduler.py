@@ -93,7 +93,7 @@ class LRScheduler(_compat.Callback):
 
     def _current_step(self):
         if self._step is None:
-            self._step = int(np.asarray(self.optimizer.iterations))
+            self._step = int(_compat.host_value(self.optimizer.iterations))
             self._first_step(self._step)
         return self._step
 

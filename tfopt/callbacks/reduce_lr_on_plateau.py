@@ -18,7 +18,9 @@ class ReduceLROnPlateau(_compat.Callback, keras.callbacks.ReduceLROnPlateau):
     Keras's own `ReduceLROnPlateau` raises a `TypeError` when the optimizer's learning rate is a
     `LearningRateSchedule`. This one scales the schedule instead of replacing it: at the start of `fit` the schedule
     is wrapped in `tfopt.schedules.Scaled`, and each reduction multiplies its factor, so warm-up, decay or cycles keep
-    their shape at a lower level. With a float rate it behaves exactly as Keras's callback.
+    their shape at a lower level. With a float rate it behaves exactly as Keras's callback. On a tf_keras model it
+    hands every epoch to tf_keras's own `ReduceLROnPlateau`, which reads the rate as tf_keras's multi-worker `fit`
+    allows (float rates only there).
 
     ```python
     if monitor has not improved by min_delta for `patience` epochs (outside cooldown):
@@ -55,8 +57,14 @@ class ReduceLROnPlateau(_compat.Callback, keras.callbacks.ReduceLROnPlateau):
         _checks.choice(owner, "mode", mode, ("auto", "min", "max"))
         super().__init__(monitor=monitor, factor=factor, patience=patience, verbose=verbose, mode=mode,
                          min_delta=min_delta, cooldown=cooldown, min_lr=min_lr)
+        self._legacy = None  # tf_keras's ReduceLROnPlateau while a tf_keras model trains
 
     def on_train_begin(self, logs=None):
+        self._legacy = None
+        if _compat.is_legacy(self.model):
+            self._legacy = self._tf_keras_callback()
+            self._legacy.set_model(self.model)
+            self._legacy.on_train_begin(logs)
         super().on_train_begin(logs)
         wrapped = False
         for optimizer in _optimizers(self.model):
@@ -73,6 +81,22 @@ class ReduceLROnPlateau(_compat.Callback, keras.callbacks.ReduceLROnPlateau):
             wrapped = True
         if wrapped:  # a train function traced by an earlier fit still reads the unwrapped schedule
             self.model.make_train_function(force=True)
+
+    def _tf_keras_callback(self):
+        import tf_keras  # noqa: PLC0415 - only a tf_keras model's fit gets here
+
+        return tf_keras.callbacks.ReduceLROnPlateau(
+            monitor=self.monitor, factor=self.factor, patience=self.patience, verbose=self.verbose, mode=self.mode,
+            min_delta=self.min_delta, cooldown=self.cooldown, min_lr=self.min_lr,
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._legacy is None:
+            return super().on_epoch_end(epoch, logs)
+        self._legacy.on_epoch_end(epoch, logs)
+        if logs is not None and "lr" in logs:  # logged under Keras 3's name, as with a Keras 3 model
+            logs["learning_rate"] = logs.pop("lr")
+        return None
 
     def _reduce_optimizer_lr(self, optimizer, epoch, name=""):
         schedule = _compat.learning_rate_schedule(optimizer)
