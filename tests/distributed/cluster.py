@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
@@ -104,3 +106,23 @@ def run(folder, *args, timeout=180, workers=2, legacy=False):
     if codes != [0] * workers:
         raise AssertionError(f"worker exit codes {codes}:\n" + cluster.logs())
     return cluster
+
+
+def results(folder, name):
+    """What each worker of a run in `folder` saved for feature `name`, worker 0 first: one dict of arrays each."""
+    return [dict(np.load(folder / f"worker{index}" / f"{name}.npz")) for index in (0, 1)]
+
+
+def assert_workers_end_at(saved, expected, rtol=1e-5, atol=1e-6):
+    """Every worker's arrays equal `expected` (one process's) within float32 tolerance."""
+    for index, result in enumerate(saved):
+        assert sorted(result) == sorted(expected)
+        for key, value in expected.items():
+            np.testing.assert_allclose(result[key], value, rtol=rtol, atol=atol, err_msg=f"worker{index} {key}")
+
+
+def assert_workers_agree(saved):
+    """The two workers' arrays are bit-identical."""
+    first, second = saved
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)

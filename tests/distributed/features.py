@@ -88,6 +88,34 @@ def reduce_lr_on_plateau(scope):
     return {**weights(model), "learning_rate": np.asarray(optimizer.learning_rate)}
 
 
+# Each tfopt optimizer as the optimizer contract makes it (tests/optimizers/test_contract.py): wrappers around Adam,
+# the learning-rate-free ones at their own rate, Shampoo with an epsilon above float32's rounding of its statistics.
+_WRAPPERS = ("Cautious", "GradientCentralization", "Lookahead")
+_ARGUMENTS = {
+    "Prodigy": {},
+    "DAdaptAdam": dict(d0=1e-3, growth_rate=1.1),
+    "Shampoo": dict(learning_rate=1e-2, epsilon=1e-2),
+    "SOAP": dict(learning_rate=1e-2, precondition_frequency=3),
+    "LARS": dict(learning_rate=0.5),
+}
+
+
+def _optimizer(name):
+    cls = getattr(tfopt.optimizers, name)
+    if name in _WRAPPERS:
+        return cls(keras.optimizers.Adam(1e-2))
+    return cls(**_ARGUMENTS.get(name, dict(learning_rate=1e-2)))
+
+
+def every_optimizer(scope):
+    """Every tfopt optimizer and wrapper, each training its own copy of the model: `<name>/w<i>`."""
+    trained = {}
+    with scope:
+        for name in tfopt.optimizers.__all__:
+            trained.update({f"{name}/{key}": value for key, value in weights(_fit(mlp(), _optimizer(name))).items()})
+    return trained
+
+
 def sharpness_aware(scope):
     with scope:
         return weights(_fit(tfopt.models.SharpnessAware(mlp(), rho=0.05), keras.optimizers.SGD(0.05)))
@@ -140,8 +168,8 @@ def resumable(scope, epochs, callbacks=()):
 
 
 FEATURES = {feature.__name__: feature for feature in (
-    keras_adam, radam_warmup, lookahead_lr_scheduler, one_cycle, reduce_lr_on_plateau, sharpness_aware, swa, distiller,
-    prune, quantize,
+    keras_adam, radam_warmup, lookahead_lr_scheduler, one_cycle, reduce_lr_on_plateau, every_optimizer,
+    sharpness_aware, swa, distiller, prune, quantize,
 )}
 
 

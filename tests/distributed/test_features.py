@@ -18,36 +18,30 @@ def trained(tmp_path_factory):
     return folder
 
 
-def _results(folder, name):
-    return [dict(np.load(folder / f"worker{index}" / f"{name}.npz")) for index in (0, 1)]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(features.FEATURES))
 def test_two_workers_end_where_one_process_ends(trained, name):
-    expected = features.FEATURES[name](contextlib.nullcontext())
-    for index, result in enumerate(_results(trained, name)):
-        assert sorted(result) == sorted(expected)
-        for key, value in expected.items():
-            np.testing.assert_allclose(result[key], value, rtol=1e-5, atol=1e-6, err_msg=f"worker{index} {key}")
+    # SOAP's and Shampoo's eigenbases magnify the rounding of the summed gradients (as for 2 local replicas in the
+    # optimizer contract): every optimizer at the contract's replica tolerance.
+    tolerance = dict(rtol=1e-4, atol=1e-5) if name == "every_optimizer" else {}
+    cluster.assert_workers_end_at(cluster.results(trained, name), features.FEATURES[name](contextlib.nullcontext()),
+                                  **tolerance)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(features.FEATURES))
 def test_the_workers_agree_exactly(trained, name):
-    first, second = _results(trained, name)
-    for key in first:
-        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+    cluster.assert_workers_agree(cluster.results(trained, name))
 
 
 @pytest.mark.slow
 def test_reduce_lr_on_plateau_halved_the_rate_once(trained):
-    for result in _results(trained, "reduce_lr_on_plateau"):
+    for result in cluster.results(trained, "reduce_lr_on_plateau"):
         np.testing.assert_allclose(result["learning_rate"], 5e-3, rtol=1e-6)
 
 
 @pytest.mark.slow
 def test_the_pruned_kernels_are_half_zeros(trained):
-    for result in _results(trained, "prune"):
+    for result in cluster.results(trained, "prune"):
         kernels = [value for value in result.values() if value.ndim == 2]
         assert len(kernels) == 4 and all(np.mean(kernel == 0) == 0.5 for kernel in kernels)

@@ -28,10 +28,6 @@ def trained(tmp_path_factory):
     return folder
 
 
-def _results(folder, name):
-    return [dict(np.load(folder / f"worker{index}" / f"{name}.npz")) for index in (0, 1)]
-
-
 def _params():
     return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=DIVERGING[name])) if name in DIVERGING
             else name for name in features.LEGACY_FEATURES]
@@ -40,31 +36,26 @@ def _params():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _params())
 def test_two_workers_end_where_one_process_ends(trained, name):
-    expected = features.LEGACY_FEATURES[name](contextlib.nullcontext())
-    for index, result in enumerate(_results(trained, name)):
-        assert sorted(result) == sorted(expected), result.get("error")
-        for key, value in expected.items():
-            np.testing.assert_allclose(result[key], value, rtol=1e-5, atol=1e-6, err_msg=f"worker{index} {key}")
+    cluster.assert_workers_end_at(cluster.results(trained, name),
+                                  features.LEGACY_FEATURES[name](contextlib.nullcontext()))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=DIVERGING[name]))
                                   if name in DIVERGING else name for name in features.LEGACY_FEATURES])
 def test_the_workers_agree_exactly(trained, name):
-    first, second = _results(trained, name)
-    for key in first:
-        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+    cluster.assert_workers_agree(cluster.results(trained, name))
 
 
 @pytest.mark.slow
 def test_the_callbacks_moved_the_rate(trained):
     for name in ("legacy_lr_scheduler", "legacy_reduce_lr_on_plateau"):
-        assert all(float(result["learning_rate"]) < 1e-2 for result in _results(trained, name)), name
+        assert all(float(result["learning_rate"]) < 1e-2 for result in cluster.results(trained, name)), name
 
 
 @pytest.mark.slow
 def test_the_pruned_kernels_and_masks_are_half_zeros(trained):
-    for result in _results(trained, "legacy_prune"):
+    for result in cluster.results(trained, "legacy_prune"):
         matrices = [value for value in result.values() if value.ndim == 2]  # 2 kernels and their 2 masks
         assert len(matrices) == 4 and all(np.mean(matrix == 0) == 0.5 for matrix in matrices)
 
@@ -74,7 +65,5 @@ def test_tfopt_strategy_in_a_legacy_process(tmp_path):
     """`tfopt.distribute.MultiWorkerMirroredStrategy` is TensorFlow's strategy (its patches touch Keras 3 only): a
     tf_keras model trains under it as under TensorFlow's."""
     cluster.run(tmp_path, "features", tmp_path, "legacy_adam", timeout=120, legacy=True)
-    expected = features.legacy_adam(contextlib.nullcontext())
-    for result in _results(tmp_path, "legacy_adam"):
-        for key, value in expected.items():
-            np.testing.assert_allclose(result[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    cluster.assert_workers_end_at(cluster.results(tmp_path, "legacy_adam"),
+                                  features.legacy_adam(contextlib.nullcontext()))
