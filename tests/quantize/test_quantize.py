@@ -131,6 +131,38 @@ def test_keras_file_mid_training_resumes_as_if_uninterrupted(
     assert_resumes_from_a_keras_file(make, *mobile_block_data, tmp_path)
 
 
+class _Interrupt(keras.callbacks.Callback):
+    """Stops `fit` in the second batch of epoch 1, as a killed worker would."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 1:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_backup_and_restore_resumes_weights_and_ranges_as_if_uninterrupted(
+    tmp_path, mobile_block_model, mobile_block_data, compile_classifier, quantizer_ranges
+):
+    """An interrupted QAT run resumed through `keras.callbacks.BackupAndRestore` (what a restarted worker does)
+    ends with the weights and activation ranges of an uninterrupted one."""
+    make = lambda: compile_classifier(quantize_model(mobile_block_model()))  # noqa: E731
+    fit = lambda model, callbacks: model.fit(*mobile_block_data, batch_size=32, epochs=3, shuffle=False,  # noqa: E731
+                                             verbose=0, callbacks=callbacks)
+    uninterrupted = make()
+    fit(uninterrupted, [])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(KeyboardInterrupt):
+        fit(make(), [backup, _Interrupt()])
+    resumed = make()
+    fit(resumed, [backup])
+    np.testing.assert_allclose(quantizer_ranges(resumed), quantizer_ranges(uninterrupted), rtol=1e-6, atol=1e-7)
+    for a, b in zip(resumed.get_weights(), uninterrupted.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_model_errors_name_the_argument(mobile_block_model):
     class Subclassed(keras.Model):
         def call(self, inputs):
