@@ -86,14 +86,10 @@ class PruneHeads(PruneLowMagnitude):
         """The wrapped attention's query kernel (the other pruned weights: `head_axes`)."""
         return self.layer.query_dense.kernel
 
-    @property
-    def num_heads(self):
-        return self.layer.get_config()["num_heads"]
-
     def build(self, query_shape, value_shape, key_shape=None):
         if not self.layer.built:
             self.layer.build(query_shape, value_shape, key_shape)
-        heads = self.num_heads
+        heads = self.layer.num_heads
         self.mask = self.add_weight(name="mask", shape=(heads,), initializer="ones", dtype="float32", trainable=False)
         self.pruning_step = self.add_weight(
             name="pruning_step", shape=(), initializer="zeros", dtype="int64", trainable=False
@@ -112,13 +108,14 @@ class PruneHeads(PruneLowMagnitude):
     def _apply_mask(self):
         for weight, axis in head_axes(self.layer):
             if axis is not None:
-                mask = ops.reshape(ops.cast(self.mask, weight.dtype), _view(axis, len(weight.shape), self.num_heads))
+                view = _view(axis, len(weight.shape), self.layer.num_heads)
+                mask = ops.reshape(ops.cast(self.mask, weight.dtype), view)
                 weight.assign(weight * mask)
 
     def masked_weights(self):
         mask = np.asarray(self.mask)
         return [np.asarray(weight) if axis is None else np.asarray(weight) * mask.reshape(
-                    _view(axis, len(weight.shape), self.num_heads))
+                    _view(axis, len(weight.shape), self.layer.num_heads))
                 for weight, axis in head_axes(self.layer)]
 
     def call(self, query, value, key=None, training=None, **kwargs):
