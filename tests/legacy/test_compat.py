@@ -36,6 +36,10 @@ SPECS = {
     "GlobalAveragePooling2D": (lambda K: K.layers.GlobalAveragePooling2D(), [(4, 4, 3)]),
     "GlobalMaxPooling1D": (lambda K: K.layers.GlobalMaxPooling1D(), [(6, 3)]),
     "GlobalMaxPooling2D": (lambda K: K.layers.GlobalMaxPooling2D(keepdims=True), [(4, 4, 3)]),
+    "Embedding": (lambda K: K.layers.Embedding(7, 3, embeddings_regularizer="l2"), [(5,)]),
+    "EinsumDense": (lambda K: K.layers.EinsumDense("abc,cd->abd", (4, 2), bias_axes="d"), [(4, 3)]),
+    "MultiHeadAttention": (lambda K: K.layers.MultiHeadAttention(2, 3, value_dim=4, output_shape=(5,)),
+                           [(4, 6), (3, 6)]),
     "Flatten": (lambda K: K.layers.Flatten(), [(2, 3, 4)]),
     "Reshape": (lambda K: K.layers.Reshape((6, 4)), [(2, 3, 4)]),
     "Permute": (lambda K: K.layers.Permute((2, 1)), [(3, 4)]),
@@ -53,6 +57,10 @@ SPECS = {
 }
 
 
+INTEGER_INPUTS = {"Embedding"}  # token ids
+SEPARATE_INPUTS = {"MultiHeadAttention"}  # called as layer(query, value)
+
+
 def _randomize(model, seed=0):
     """Random weights but kernels (which keep their initial values), BN moving statistics included."""
     rng = np.random.default_rng(seed)
@@ -68,8 +76,10 @@ def _randomize(model, seed=0):
     return model
 
 
-def _inputs(shapes, seed=1):
+def _inputs(shapes, seed=1, integer=False):
     rng = np.random.default_rng(seed)
+    if integer:
+        return [rng.integers(0, 7, size=(3, *shape)).astype("int32") for shape in shapes]
     return [rng.normal(size=(3, *shape)).astype("float32") for shape in shapes]
 
 
@@ -119,12 +129,14 @@ def test_every_listed_layer_has_a_round_trip_test():
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_layer_crosses_with_its_config_and_weights(name, origin):
     make, shapes = SPECS[name]
-    inputs = _one_or_list([origin.Input(shape) for shape in shapes])
-    model = _randomize(origin.Model(inputs, make(origin)(inputs)))
+    dtype = "int32" if name in INTEGER_INPUTS else "float32"
+    inputs = _one_or_list([origin.Input(shape, dtype=dtype) for shape in shapes])
+    layer = make(origin)
+    model = _randomize(origin.Model(inputs, layer(*inputs) if name in SEPARATE_INPUTS else layer(inputs)))
     there, back = (to_tf_keras, to_keras3) if origin is keras else (to_keras3, to_tf_keras)
     crossed = there(model)
     returned = back(crossed)
-    x = _one_or_list(_inputs(shapes))
+    x = _one_or_list(_inputs(shapes, integer=name in INTEGER_INPUTS))
     _assert_same_outputs(model, crossed, x)
     _assert_same_outputs(model, returned, x)
     assert type(crossed.layers[-1]).__name__ == name

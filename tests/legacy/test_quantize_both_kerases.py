@@ -91,3 +91,33 @@ def test_tf_keras_errors_name_the_argument():
         tfopt.quantize.quantize_model(small_tf_keras_model(), scheme="16x8")
     with pytest.raises(ValueError, match=r"argument `skip` must name layers of the model; not one: \['nope'\]"):
         tfopt.quantize.quantize_model(small_tf_keras_model(), skip=["nope"])
+
+
+def tf_keras_transformer():
+    """A sequence classifier tfmot has no QAT for: MultiHeadAttention, LayerNormalization, EinsumDense."""
+    tokens = tf_keras.Input((8, 4))
+    x = tf_keras.layers.Dense(12)(tokens)
+    attended = tf_keras.layers.MultiHeadAttention(2, 6, name="attention")(x, x)
+    x = tf_keras.layers.LayerNormalization(name="norm")(tf_keras.layers.Add()([x, attended]))
+    x = tf_keras.layers.EinsumDense("btd,de->bte", (None, 12), bias_axes="e", activation="gelu")(x)
+    return tf_keras.Model(tokens, tf_keras.layers.Dense(3)(tf_keras.layers.GlobalAveragePooling1D()(x)))
+
+
+def test_layers_tfmot_cannot_quantize_go_through_keras3_to_an_all_int8_file():
+    model = tf_keras_transformer()
+    with pytest.raises(ValueError, match=r"tfmot can't quantize this tf_keras model \(Layer attention:.*"
+                                         r"MultiHeadAttention'> is not supported\); carry the model to Keras 3 .*"
+                                         r"tfopt.quantize.quantize_model\(tfopt.compat.to_keras3\(model\)\)"):
+        tfopt.quantize.quantize_model(model)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8, 4)).astype("float32"), rng.integers(0, 3, 64)
+    upgraded = tfopt.compat.to_keras3(model)
+    np.testing.assert_allclose(upgraded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    quantized = tfopt.quantize.quantize_model(upgraded)
+    quantized.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    quantized.fit(x, y, epochs=2, verbose=0)
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    assert tfopt.export.float_ops_inside(flatbuffer) == []
+    assert {op.outputs[0] for op in tfopt.export.inspect(flatbuffer).ops_of("BATCH_MATMUL")} == {"int8"}
+    agreement = np.mean(tfopt.export.predict(flatbuffer, x).argmax(1) == quantized.predict(x, verbose=0).argmax(1))
+    assert agreement >= 0.9

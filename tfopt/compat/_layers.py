@@ -8,7 +8,10 @@ the arguments mean the same; they differ in how some values are spelled and in a
 - tf_keras writes `batch_input_shape` on the layer built with `input_shape=` (the `InputLayer` carries it too), a
   one-element list for a resolved `axis` (`[3]`), `groups=1` on convolutions that have no groups, and unused
   `kernel_*` keys on `SeparableConv2D`.
-- Keras 3 writes `quantization_config=None`, `rms_scaling=False`, and initializers' `input_axes`/`output_axes=None`.
+- Keras 3 writes `quantization_config=None`, `rms_scaling=False`, and initializers' `input_axes`/`output_axes=None`;
+  on MultiHeadAttention `use_gate=False` and `sliding_window=None`, where tf_keras writes
+  `softmax_robust_masking=False` and its `query_shape`/`key_shape`/`value_shape` (Keras 3 builds on the first call;
+  tf_keras requires the keys, None also building on the first call).
 
 A key only one generation has is dropped when it holds its "feature off" value and is otherwise left in place, so
 that the other generation's `from_config` rejects it: nothing is lost silently.
@@ -28,6 +31,7 @@ LAYERS = frozenset(
         "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
         "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
         "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+        "Embedding", "EinsumDense", "MultiHeadAttention",
         "Flatten", "Reshape", "Permute", "RepeatVector", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
         "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
     }
@@ -42,6 +46,9 @@ _NEUTRAL = {
     "groups": 1,
     "seed": None,
     "input_length": None,
+    "use_gate": False,
+    "sliding_window": None,
+    "softmax_robust_masking": False,
 }
 # Keras 3 name -> tf_keras name, per layer.
 _RENAMED = {"InputLayer": {"batch_shape": "batch_input_shape"}, "LeakyReLU": {"negative_slope": "alpha"}}
@@ -49,6 +56,8 @@ _RENAMED = {"InputLayer": {"batch_shape": "batch_input_shape"}, "LeakyReLU": {"n
 _UNUSED = {"SeparableConv2D": {"kernel_initializer", "kernel_regularizer", "kernel_constraint"}}
 # The input shape tf_keras writes on a layer built with `input_shape=`; the model's InputLayer carries it.
 _SHAPE_KEYS = {"batch_input_shape", "input_shape", "batch_size", "input_dim"}
+# The input shapes tf_keras writes on a built MultiHeadAttention (Keras 3 builds it on its first call instead).
+_BUILD_SHAPES = {"MultiHeadAttention": {"query_shape", "key_shape", "value_shape"}}
 _POLICIES = {"DTypePolicy", "FloatDTypePolicy", "Policy"}
 
 
@@ -61,15 +70,21 @@ def translate(class_name, config, to_legacy):
     renamed = _RENAMED.get(class_name, {})
     if not to_legacy:
         renamed = {legacy: keras3 for keras3, legacy in renamed.items()}
-    return {
+    translated = {
         renamed.get(key, key): _value(key, value, to_legacy)
         for key, value in config.items()
         if not _dropped(class_name, key, value)
     }
+    if to_legacy:  # tf_keras reads the build shapes back as required keys; None builds on the first call
+        translated.update(dict.fromkeys(_BUILD_SHAPES.get(class_name, ())))
+    return translated
 
 
 def _dropped(class_name, key, value):
-    if key in _UNUSED.get(class_name, ()) or (key in _SHAPE_KEYS and class_name != "InputLayer"):
+    if key in _UNUSED.get(class_name, ()) or key in _BUILD_SHAPES.get(class_name, ()):
+        return True
+    # An Embedding's `input_dim` is its vocabulary size, not an input shape.
+    if key in _SHAPE_KEYS and class_name != "InputLayer" and (class_name, key) != ("Embedding", "input_dim"):
         return True
     neutral = _NEUTRAL.get(key, ...)
     return type(value) is type(neutral) and value == neutral

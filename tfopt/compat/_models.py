@@ -57,7 +57,8 @@ def convert(model, to_legacy):
     for entry in config["layers"]:
         name = entry["config"]["name"]
         source = sources.get(name)
-        layers[name] = convert(source, to_legacy) if _surgery.graph_kind(source) else _rebuild(entry, to_legacy)
+        layers[name] = convert(source, to_legacy) if _surgery.graph_kind(source) else _rebuild(entry, to_legacy,
+                                                                                               source)
     target = _keras_module(to_legacy)
     if _surgery.graph_kind(model) == "Sequential":
         new = target.Sequential(list(layers.values()), name=config["name"])
@@ -73,16 +74,27 @@ def _keras_module(to_legacy):
     return importlib.import_module("tf_keras") if to_legacy else keras
 
 
-def _rebuild(entry, to_legacy):
+def _rebuild(entry, to_legacy, source):
     class_name, config = entry["class_name"], entry["config"]
     try:
-        return getattr(_keras_module(to_legacy).layers, class_name).from_config(
-            _layers.translate(class_name, config, to_legacy)
-        )
+        translated = _layers.translate(class_name, config, to_legacy)
+        if to_legacy:
+            translated.update(_build_shapes(source))
+        return getattr(_keras_module(to_legacy).layers, class_name).from_config(translated)
     except (TypeError, ValueError) as error:
         owner, generation = ("to_tf_keras", "tf_keras") if to_legacy else ("to_keras3", "Keras 3")
         raise ValueError(f"{owner}: layer '{config['name']}' ({class_name}) can't be rebuilt in {generation}: "
                          f"{error}") from error
+
+
+def _build_shapes(layer):
+    """The input shapes of a built Keras 3 MultiHeadAttention, as tf_keras's config holds them (it builds the layer
+    from them; without them it warns and builds on the first call); {} for other layers."""
+    if not isinstance(layer, keras.layers.MultiHeadAttention) or not layer.built:
+        return {}
+    shapes = layer.get_build_config()["shapes_dict"]
+    value = shapes["value_shape"]
+    return {"query_shape": shapes["query_shape"], "value_shape": value, "key_shape": shapes.get("key_shape", value)}
 
 
 def _wire(config, layers, to_legacy):
@@ -149,10 +161,16 @@ def _is_keras3_tensor(obj):
 
 
 def _legacy_node(node):
-    """(args, kwargs) of a tf_keras inbound node, with `_Ref`s for the tensors."""
+    """(args, kwargs) of a tf_keras inbound node, with `_Ref`s for the tensors; a tensor passed by keyword (the
+    `value` of a MultiHeadAttention) is written `[layer, node, tensor]` among the kwargs."""
     refs = [_Ref(layer, index, tensor) for layer, index, tensor, *_ in node]
     kwargs = node[0][3] if len(node[0]) > 3 else {}
-    return [refs[0] if len(refs) == 1 else refs], kwargs
+    return [refs[0] if len(refs) == 1 else refs], _map(kwargs, lambda ref: _Ref(*ref), leaf=_is_legacy_tensor)
+
+
+def _is_legacy_tensor(obj):
+    return isinstance(obj, list) and len(obj) == 3 and isinstance(obj[0], str) and all(
+        isinstance(item, int) for item in obj[1:])
 
 
 def _map(obj, function, leaf=lambda obj: isinstance(obj, _Ref)):

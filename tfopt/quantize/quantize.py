@@ -215,7 +215,9 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
     ```
     `tfopt.quantize.attention` and `tfopt.quantize.normalization` say which TFLite ops the Transformer layers
     become.
-    A tf_keras model is handed to tfmot's `quantize_model` (scheme "int8" only).
+    A tf_keras model is handed to tfmot's `quantize_model` (scheme "int8" only). tfmot has no QAT for
+    LayerNormalization, MultiHeadAttention, EinsumDense (and raises on them): carry such a model to Keras 3 first,
+    `quantize_model(tfopt.compat.to_keras3(model))`, as the ValueError says.
 
     Args:
         model: a Keras 3 Sequential or Functional model (or a tf_keras model, quantized by tfmot).

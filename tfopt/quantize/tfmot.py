@@ -8,6 +8,7 @@ scheme="int8"            -> tfmot's default 8-bit scheme (tfmot.quantization.ker
 scheme="16x8"            -> ValueError: tfmot has no 16x8 QAT (carry the model to Keras 3: tfopt.compat.to_keras3)
 skip=[...]               -> quantize_annotate_layer on every other layer, then quantize_apply
 preserve_sparsity=True   -> quantize_apply(..., Default8BitPrunePreserveQuantizeScheme())
+a layer tfmot can't QAT  -> ValueError: carry the model to Keras 3 (LayerNormalization, MultiHeadAttention, ...)
 ```
 
 Example:
@@ -47,7 +48,26 @@ def quantize_model(model, scheme, skip, preserve_sparsity):
 
     annotated = tf_keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
-    with api.quantize_scope():
-        if preserve_sparsity:
-            return api.quantize_apply(annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
-        return api.quantize_apply(annotated)
+    try:
+        with api.quantize_scope():
+            if preserve_sparsity:
+                scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+                return api.quantize_apply(annotated, scheme)
+            return api.quantize_apply(annotated)
+    except RuntimeError as error:
+        if "is not supported" not in str(error):
+            raise
+        raise ValueError(_not_supported_by_tfmot(model, error)) from error
+
+
+def _not_supported_by_tfmot(model, error):
+    """The error for a layer tfmot has no QAT for (LayerNormalization, MultiHeadAttention, ...): the way to
+    tfopt's Keras 3 QAT, or what keeps the model from getting there."""
+    from tfopt.compat import _models
+
+    reason = str(error).split(". ")[0]
+    blocked = _models.unsupported(model)
+    way = (f"tfopt.compat.to_keras3 can't carry its layers {blocked} to Keras 3 either" if blocked else
+           "carry the model to Keras 3 and quantize it there, where tfopt quantizes these layers: "
+           "`tfopt.quantize.quantize_model(tfopt.compat.to_keras3(model))`")
+    return f"{_OWNER}: tfmot can't quantize this tf_keras model ({reason}); {way}."
