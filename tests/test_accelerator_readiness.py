@@ -105,6 +105,11 @@ FEATURES = {
         tfopt.prune.prune_low_magnitude(_attention(), tfopt.prune.ConstantSparsity(0.5, 2, frequency=4), "head"),
         [tfopt.prune.UpdatePruningStep()],
     ),
+    "PruneAttention(2:4)": lambda: (
+        tfopt.prune.prune_low_magnitude(_attention(), tfopt.prune.ConstantSparsity(0.5, 2, frequency=4), "2:4",
+                                        layers="attention"),
+        [tfopt.prune.UpdatePruningStep()],
+    ),
     "quantize_model(int8)": lambda: (tfopt.quantize.quantize_model(_convnet("")), []),
     "quantize_model(16x8)": lambda: (tfopt.quantize.quantize_model(_convnet(""), "16x8"), []),
     "quantize_model(preserve_sparsity)": lambda: (_sparse_qat(), []),

@@ -8,6 +8,7 @@ plain = tfopt.prune.strip_pruning(pruned); tfopt.prune.sparsity(plain)
 Nothing here imports tfmot or tf_keras: the tf_keras paths import `tfopt.prune.tfmot` when they are taken.
 """
 
+from tfopt.prune.attention import PruneAttention
 from tfopt.prune.callback import UpdatePruningStep
 from tfopt.prune.heads import PruneHeads
 from tfopt.prune.prune import prune_low_magnitude
@@ -20,6 +21,7 @@ __all__ = [
     "ConstantSparsity",
     "LayerSparsity",
     "PolynomialDecay",
+    "PruneAttention",
     "PruneHeads",
     "PruneLowMagnitude",
     "PruningSchedule",

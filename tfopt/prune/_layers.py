@@ -10,17 +10,22 @@
 | EinsumDense (Keras 3)                  | `kernel`           | the output axes the kernel     | input axis (-2),   |
 |                                        |                    | ends with (all of them)        | if a dense-like    |
 |                                        |                    |                                | equation           |
+| MultiHeadAttention (Keras 3)           | each projection's  | query/key/value/gate: (head,   | query/key/value/   |
+|                                        | `kernel`, seen as  | head size) pairs; output:      | gate: features;    |
+|                                        | the matrix (inputs,| output units                   | output: heads x    |
+|                                        | outputs)           |                                | value size         |
 
 Biases, a separable convolution's depthwise kernel and every other layer are left dense. A MultiHeadAttention is
-pruned by whole heads only (`structure="head"`, `tfopt.prune.PruneHeads`); its EinsumDense projections are not
-chosen one by one.
+wrapped whole, each of its projection kernels pruned to the sparsity (`tfopt.prune.PruneAttention`; under
+`structure="head"`, whole heads: `tfopt.prune.PruneHeads`): its EinsumDense projections are not chosen one by one.
 """
 
 import dataclasses
+import math
 
 import keras
 
-from tfopt import _checks
+from tfopt import _checks, _compat
 from tfopt.prune import masks
 
 _OWNER = "prune_low_magnitude"
@@ -61,7 +66,10 @@ _KERNELS = {
     keras.layers.Conv3DTranspose: Kernel("kernel", 1, False, transposed=True),
     keras.layers.Embedding: Kernel("embeddings", 1, False),
 }
-PRUNABLE = ", ".join([*(cls.__name__ for cls in _KERNELS), "EinsumDense"])
+# A MultiHeadAttention: each projection kernel seen as a matrix (inputs, outputs), see `projections`. Tell it by
+# identity (`is`): as a dataclass it equals the Dense description.
+ATTENTION = Kernel("kernel", 1, True)
+PRUNABLE = ", ".join([*(cls.__name__ for cls in _KERNELS), "EinsumDense"])  # one kernel: what PruneLowMagnitude takes
 
 
 def _einsum_kernel(layer):
@@ -87,10 +95,49 @@ def kernel_of(layer, classes=keras.layers):
         >>> kernel_of(keras.layers.SeparableConv2D(8, 3)).attribute
         'pointwise_kernel'
     """
+    if classes is keras.layers and isinstance(layer, keras.layers.MultiHeadAttention):  # see `projections`
+        return ATTENTION
     if classes is keras.layers and isinstance(layer, keras.layers.EinsumDense):  # tfmot can't prune it
         return _einsum_kernel(layer)
     return next((kernel for cls, kernel in _KERNELS.items()
                  if isinstance(layer, getattr(classes, cls.__name__, ()))), None)
+
+
+def projections(attention):
+    """`(projection, inputs)` for each EinsumDense projection of a built MultiHeadAttention (query, key, gate if
+    any, value, output: `attention.weights` order), `inputs` being how many leading kernel axes it sums over.
+
+    The kernel, seen as the matrix `(product of those axes, product of the others)`, is what the projection
+    multiplies by: "channel" filters are its columns, "N:M" groups run down them (along the features for the
+    query, key, value and gate kernels `(features, heads, head size)`, along the heads x value size inputs for the
+    output kernel `(heads, value size, *output shape)`).
+
+    Example:
+        >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+        >>> _ = attention(keras.ops.ones((1, 4, 8)), keras.ops.ones((1, 4, 8)))
+        >>> [(projection.name, inputs) for projection, inputs in projections(attention)]
+        [('query', 1), ('key', 1), ('value', 1), ('attention_output', 2)]
+    """
+    found = []
+    for projection in _compat.sublayers(attention):
+        if isinstance(projection, keras.layers.EinsumDense):
+            kernel, output = projection.equation.split(",")[1].split("->")
+            found.append((projection, sum(axis not in output for axis in kernel)))
+    return found
+
+
+def _check_attention(structure, attention):
+    """Raises unless each projection of `attention` has a multiple of M inputs under an "N:M" `structure`."""
+    pattern = masks.parse(_OWNER, structure)
+    if not isinstance(pattern, tuple):
+        return
+    for projection, inputs in projections(attention):
+        count = math.prod(projection.kernel.shape[:inputs])
+        _checks.satisfies(
+            _OWNER, "structure", structure, count % pattern[1] == 0,
+            f"a multiple of M = {pattern[1]} inputs per group, but the {projection.name} projection of layer "
+            f"'{attention.name}' (MultiHeadAttention) has {count} inputs",
+        )
 
 
 _LAYERS = "a layer class, a layer name, a function layer -> bool, or a list of them"
@@ -132,10 +179,12 @@ def choose_layers(candidates, structure, layers, kernel_of, described="prunable 
         missing = {entry for entry in entries if isinstance(entry, str)} - {layer.name for layer in candidates}
         _checks.satisfies(_OWNER, "layers", layers, not missing, f"names of {described}; not one: {sorted(missing)}")
         chosen = [layer for layer in candidates if any(_matches(layer, entry) for entry in entries)]
-    rule = f"a choice of at least one prunable layer ({PRUNABLE}) of the model"
+    rule = f"a choice of at least one prunable layer ({PRUNABLE}, MultiHeadAttention) of the model"
     _checks.satisfies(_OWNER, "layers", layers, chosen, rule)
     for layer in chosen:
         kernel = kernel_of(layer)
-        if kernel is not None:  # tf_keras: a layer only tfmot prunes (Embedding, ...) is left to tfmot's checks
+        if kernel is ATTENTION:
+            _check_attention(structure, layer)
+        elif kernel is not None:  # tf_keras: a layer only tfmot prunes (Embedding, ...) is left to tfmot's checks
             masks.check_fits(_OWNER, structure, layer, kernel)
     return chosen

@@ -4,6 +4,7 @@ import keras
 
 from tfopt import _checks, _compat, _surgery
 from tfopt.prune import _layers, masks
+from tfopt.prune.attention import PruneAttention
 from tfopt.prune.heads import PruneHeads
 from tfopt.prune.schedules import PruningSchedule
 from tfopt.prune.wrapper import PruneLowMagnitude, pruned_layers
@@ -14,6 +15,12 @@ _HEADS = _layers.Kernel("heads", 1, False)  # what "head" prunes of a MultiHeadA
 
 def _head_kernel(layer):
     return _HEADS if isinstance(layer, keras.layers.MultiHeadAttention) else None
+
+
+def _wrapper_class(layer, structure):
+    if structure == "head":
+        return PruneHeads
+    return PruneAttention if isinstance(layer, keras.layers.MultiHeadAttention) else PruneLowMagnitude
 
 
 def _select(model, structure, layers):
@@ -48,13 +55,19 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
     structure="head":    zero that fraction of each MultiHeadAttention's heads, those whose weights have the
                          smallest L2 norm (`tfopt.prune.PruneHeads`); only attention layers are chosen.
     ```
+    Under None, "channel" and "N:M" a MultiHeadAttention is wrapped in a `tfopt.prune.PruneAttention`, which prunes
+    the kernels of its query, key, value, gate (`use_gate=True`) and output projections, each to the sparsity on
+    its own, each seen as the matrix it multiplies by: "channel" zeroes the (head, head size) columns of the query,
+    key, value and gate kernels and the output units of the output kernel; "N:M" groups the features of the
+    query, key, value and gate kernels and the heads x value size inputs of the output kernel.
     A model may be pruned again, with another structure, in layers not pruned yet: heads, then the feed-forward
     neurons (`structure="channel"` on the first Dense of each block). `strip_pruning(..., shrink=True)` then removes
     the pruned heads and neurons, for a smaller model.
     The pruned kernel is `kernel` of Dense, Conv1D/2D/3D, Conv1D/2D/3DTranspose (filters on kernel axis -2),
     EinsumDense (filters: the output axes its kernel ends with) and DepthwiseConv1D/2D (whose "channel" filters
-    are its (channel, multiplier) pairs), `embeddings` of Embedding (filters: feature columns) and
-    `pointwise_kernel` of SeparableConv1D/2D (their depthwise kernel holds few weights; tfmot leaves it too).
+    are its (channel, multiplier) pairs), `embeddings` of Embedding (filters: feature columns),
+    `pointwise_kernel` of SeparableConv1D/2D (their depthwise kernel holds few weights; tfmot leaves it too), and
+    the projection kernels of MultiHeadAttention (`tfopt.prune.PruneAttention`).
     Biases stay dense. A tf_keras model is handed to tfmot.
 
     Args:
@@ -87,7 +100,6 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
         if id(layer) not in chosen:
             return None
         inner = _surgery.copy_layer(layer)
-        wrapper = PruneHeads if structure == "head" else PruneLowMagnitude
-        return wrapper(inner, schedule, structure), inner, layer.get_weights()
+        return _wrapper_class(layer, structure)(inner, schedule, structure), inner, layer.get_weights()
 
     return _surgery.clone_with(model, wrap)

@@ -24,7 +24,9 @@ def strip_pruning(model, shrink=False):
     With `shrink=True` the pruned structure is removed rather than left as zeros: a MultiHeadAttention pruned by
     "head" keeps only its kept heads (`num_heads` shrinks), and a Dense pruned by "channel" keeps only its kept units,
     its Dense readers losing the matching inputs. A removed unit outputs `activation(bias)` whatever its input; that
-    constant is folded into the readers' biases, so the outputs stay the same (to float32 rounding).
+    constant is folded into the readers' biases, so the outputs stay the same (to float32 rounding). A
+    MultiHeadAttention pruned weight by weight (`tfopt.prune.PruneAttention`, None or "N:M") keeps its shape and
+    its masked kernels.
 
     Args:
         model: a Keras 3 model from `tfopt.prune.prune_low_magnitude` (or a tf_keras model pruned by tfmot).

@@ -14,7 +14,8 @@ class LayerSparsity:
 
     Attributes:
         name: `"<layer>/<kernel>"`, the layer being the wrapped one for a pruning wrapper (`"dense/kernel"`), so
-            a pruned model and its stripped copy give the same names.
+            a pruned model and its stripped copy give the same names; a MultiHeadAttention's projection kernels
+            are `"<layer>/<projection>/kernel"`: `"attention/query/kernel"`, ..., `"attention/attention_output/kernel"`.
         shape: the kernel's shape.
         zeros: how many of its entries are exactly 0.
         sparsity: `zeros / size`.
@@ -28,11 +29,15 @@ class LayerSparsity:
 
 def _kernels(layer):
     """(short name, variable) of each kernel of a layer: its weights whose names end in "kernel", and an Embedding's
-    table."""
+    table. Kernels sharing a name (a MultiHeadAttention's projections') are told apart by the sublayer holding them:
+    "query/kernel", "key/kernel", ..."""
+    found = []
     for weight in layer.weights:
-        short = weight.name.split("/")[-1].split(":")[0]
-        if short.endswith("kernel") or short == "embeddings":
-            yield short, weight
+        parts = getattr(weight, "path", weight.name).split(":")[0].split("/")  # a tf_keras variable has no path
+        if parts[-1].endswith("kernel") or parts[-1] == "embeddings":
+            found.append((parts, weight))
+    shorts = [parts[-1] for parts, _ in found]
+    return [("/".join(parts[-2:]) if shorts.count(parts[-1]) > 1 else parts[-1], weight) for parts, weight in found]
 
 
 def sparsity(model):

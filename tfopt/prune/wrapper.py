@@ -55,7 +55,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def _describe(layer):
         """The `Kernel` description of `layer`; raises for a layer this wrapper can't prune."""
         kernel = _layers.kernel_of(layer)
-        _checks.satisfies(_OWNER, "layer", layer, kernel is not None, f"a layer of class {_layers.PRUNABLE}")
+        _checks.satisfies(_OWNER, "layer", layer, kernel is not None and kernel is not _layers.ATTENTION,
+                          f"a layer of class {_layers.PRUNABLE} (a MultiHeadAttention: PruneAttention, PruneHeads)")
         return kernel
 
     @property
@@ -73,6 +74,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             name="pruning_step", shape=(), initializer="zeros", dtype="int64", trainable=False
         )
         kernel.constraint = _surgery.masked_constraint(self.mask, kernel.constraint)
+
+    def _mask_variables(self):
+        """The mask variable, or a tuple of them, whose values `_mask_at` computes (in the same structure)."""
+        return self.mask
 
     def _mask_at(self, sparsity):
         """The mask for `sparsity`, from the current weights."""
@@ -100,12 +105,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             )
         step = self.pruning_step + 1
         self.pruning_step.assign(step)
-        mask = ops.cond(
+        variables = self._mask_variables()
+        values = ops.cond(
             self.schedule.should_update(step),
             lambda: self._mask_at(self.schedule.sparsity(step)),
-            lambda: ops.convert_to_tensor(self.mask),
+            lambda: keras.tree.map_structure(ops.convert_to_tensor, variables),
         )
-        self.mask.assign(mask)
+        keras.tree.map_structure(lambda variable, value: variable.assign(value), variables, values)
         self._apply_mask()
 
     def call(self, inputs, training=None):
