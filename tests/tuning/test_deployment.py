@@ -246,6 +246,24 @@ def test_a_pruned_model_is_exported_stripped(tmp_path):
     assert tfopt.export.inspect(path).ops_of("FULLY_CONNECTED")[0].weight_zeros >= 0.5
 
 
+def head_pruned_classifier(hp):
+    tokens = keras.Input((4, 2))
+    attended = keras.layers.MultiHeadAttention(num_heads=4, key_dim=2, name="attention")(tokens, tokens)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(attended))
+    schedule = tfopt.prune.ConstantSparsity(0.5, begin_step=0, frequency=1)
+    pruned = tfopt.prune.prune_low_magnitude(keras.Model(tokens, outputs), schedule, structure="head")
+    pruned.compile(keras.optimizers.Adam(hp.Float("learning_rate", 1e-3, 1e-1, sampling="log")),
+                   "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return pruned
+
+
+def test_a_head_pruned_model_is_exported_stripped(tmp_path):
+    tuner = tuner_of(tmp_path, build=head_pruned_classifier, trials=1)
+    tuner.search(X.reshape(-1, 4, 2), Y, validation_data=(X.reshape(-1, 4, 2), Y), epochs=1, verbose=0,
+                 callbacks=[tfopt.prune.UpdatePruningStep()])
+    assert "prune_low_magnitude" not in tensor_names(tuner.tflite_path(completed(tuner)[0].trial_id))
+
+
 def qat_classifier(hp):
     model = tfopt.quantize.quantize_model(classifier(hp))
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])

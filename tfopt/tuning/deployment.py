@@ -82,8 +82,11 @@ def _over_budget(trial):
 
 
 def _is_pruned(model):
-    """True if `model` holds pruning wrappers (tfopt's on Keras 3, tfmot's on tf_keras: both `PruneLowMagnitude`)."""
-    return any(type(layer).__name__ == "PruneLowMagnitude" for layer in _surgery.layers(model))
+    """True if `model` holds pruning wrappers: tfopt's on Keras 3 (`PruneHeads`, `PruneAttention` included),
+    tfmot's `PruneLowMagnitude` on tf_keras."""
+    if _compat.is_legacy(model):
+        return any(type(layer).__name__ == "PruneLowMagnitude" for layer in _surgery.layers(model))
+    return bool(prune.wrapper.pruned_layers(model))
 
 
 def _format(value):
