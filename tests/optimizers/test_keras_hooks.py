@@ -4,8 +4,9 @@ reshapes one fails here, by name, rather than silently changing an optimizer's n
 Checked on keras 3.15.1 (TensorFlow backend). Two kinds of private name:
 - hooks tfopt overrides: `_apply_weight_decay` (`_common.SwitchableDecay` for RAdam, ADOPT, QHAdam, AdaBound,
   and `_common.DecayInUpdateRule` for LARS, NovoGrad, Prodigy, Adan and most of the issue-14 optimizers) and
-  `_distributed_tf_update_step` (Prodigy's and DAdaptAdam's one step over all variables). If Keras stops calling
-  them, the override is dead code and the base's own decay or per-variable step runs instead.
+  `_distributed_tf_update_step` (the one step over all variables of Prodigy, DAdaptAdam and the schedule-free
+  optimizers). If Keras stops calling them, the override is dead code and the base's own decay or per-variable step
+  runs instead.
 - names read by the functions at the end of `tfopt/_compat.py`.
 """
 
@@ -24,7 +25,8 @@ CHECKED_ON = ("3.15.1",)
 HOOKS = {
     "_apply_weight_decay": (["variables"],
                             "_common.SwitchableDecay (RAdam, ADOPT, QHAdam, AdaBound) and _common.DecayInUpdateRule"),
-    "_distributed_tf_update_step": (["distribution", "grads_and_vars", "learning_rate"], "Prodigy and DAdaptAdam"),
+    "_distributed_tf_update_step": (["distribution", "grads_and_vars", "learning_rate"],
+                                    "Prodigy, DAdaptAdam, ScheduleFreeSGD and ScheduleFreeRAdam"),
 }
 READ = {
     "_var_key": (["variable"], "_compat.optimizer_variable_key (LARS)"),

@@ -1,14 +1,15 @@
 """What the schedule-free optimizers share: the interpolated training point `y` in the model's variables, the
 averaging weights, and the swap to the averaged point `x` when training ends (ScheduleFreeSGD, ScheduleFreeRAdam)."""
 
+import tensorflow as tf
 from keras import ops
 
 from tfopt import _compat
 from tfopt.optimizers._common import DecayInUpdateRule
 
-# A variable's scalar state: the largest rate so far, the sum of the averaging weights, and 1.0 while the variable
-# holds the averaged point x (after `finalize_variable_values`) rather than the training point y.
-_LR_MAX, _WEIGHT_SUM, _HOLDS_X = range(3)
+# The averaging state, shared by all variables as in the reference's parameter group: the largest rate so far and
+# the sum of the averaging weights.
+_LR_MAX, _WEIGHT_SUM = range(2)
 
 
 class ScheduleFree(DecayInUpdateRule):
@@ -18,52 +19,77 @@ class ScheduleFree(DecayInUpdateRule):
     weighted average of `z` (the point to evaluate and ship) and `b` the subclass's `_interpolation`. Keras calls
     `finalize_variable_values` at the end of `fit`; it writes `x` into the variables, so `evaluate`, `predict`,
     `save` and export after `fit` see the averaged weights. The next training step puts `y` back first, so a later
-    `fit` continues exactly. Subclasses call `_begin_step` and `_end_step` in `update_step`.
+    `fit` continues exactly.
+
+    One step runs over all variables (TensorFlow backend), so that what all variables share (the start of `z`, the
+    swap back to `y`, the rate and the averaging weight) is computed once per step, not once per variable.
+    Subclasses implement `_directions(grads, variables, indices, learning_rate)`, returning the step's rate and
+    each variable's step direction.
     """
 
     _interpolation = 0.9
 
     def _build_schedule_free(self, var_list):
         self._z = self.add_optimizer_variables(var_list, "z")
-        self._schedule_free_state = [
-            self.add_variable((3,), "zeros", "float32", name=f"schedule_free_state_{i}") for i in range(len(var_list))
-        ]
+        self._averaging = self.add_variable((2,), "zeros", "float32", name="schedule_free_averaging")
+        # 1.0 where a variable holds the averaged point x (after `finalize_variable_values`) rather than y
+        self._holds_x = self.add_variable((len(var_list),), "zeros", "float32", name="schedule_free_holds_x")
 
-    def _begin_step(self, variable, index):
-        """Starts `z` at the first step and puts `y` back if the variable holds `x`; returns `(z, state)`.
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        """Runs one step over all variables: the TF backend's hook, called with the gradients summed over replicas.
 
-        One `cond` for both (each costs ~0.1 ms per variable and step in a graph on CPU, where Keras doesn't use XLA).
+        As in `Prodigy`: `extended.update` on the averaging state runs `_step` once on each replica's device, where
+        reading or assigning a mirrored variable addresses that replica's copy.
         """
-        z, state = self._z[index], self._schedule_free_state[index]
+        variables = [variable for _, variable in grads_and_vars]
+        grads = [gradient for gradient, _ in grads_and_vars]
+        distribution.extended.update(
+            self._averaging.value,
+            lambda _, grads, rate: self._step(grads, variables, rate),
+            args=(grads, learning_rate),
+            group=False,
+        )
+
+    def _step(self, grads, variables, learning_rate):
+        """`y = lerp(y, z, c) + lr * (b * (1 - c) - 1) * d` and `z = z - lr * d` for each direction `d`."""
+        indices = [_compat.optimizer_variable_index(self, variable) for variable in variables]
+        self._begin_step(variables, indices)
+        rate, directions = self._directions(grads, variables, indices, learning_rate)
+        checkpoint = self._averaging_weight(rate)
+        towards_step = rate * (self._interpolation * (1 - checkpoint) - 1)
+        for variable, index, direction in zip(variables, indices, directions):
+            dtype, z = variable.dtype, self._z[index]
+            y = variable + (z - variable) * ops.cast(checkpoint, dtype)
+            self.assign(variable, y + ops.cast(towards_step, dtype) * direction)
+            self.assign_sub(z, ops.cast(rate, dtype) * direction)
+
+    def _begin_step(self, variables, indices):
+        """Starts `z` at the first step and puts `y` back into the variables that hold `x`, in one `cond` (one per
+        variable costs ~0.1 ms each per step in a graph on CPU, where Keras doesn't use XLA)."""
         first = ops.equal(self.iterations, 0)
 
         def prepare():
-            self.assign(z, ops.where(first, variable, z))
-            self._hold(variable, z, state, ops.where(first, 0.0, 1 - self._interpolation), 0.0)
+            holds_x = ops.logical_and(ops.logical_not(first), self._holds_x > 0)
+            for variable, index in zip(variables, indices):
+                z = self._z[index]
+                self.assign(z, ops.where(first, variable, z))
+                self._hold(variable, z, ops.where(holds_x[index], 1 - self._interpolation, 0.0))
+            stepped = ops.convert_to_tensor([index in indices for index in range(self._holds_x.shape[0])])
+            self.assign(self._holds_x, ops.where(stepped, 0.0, self._holds_x))
 
-        ops.cond(ops.logical_or(first, state[_HOLDS_X] > 0), prepare, lambda: None)
-        return z, state
+        ops.cond(ops.logical_or(first, ops.max(self._holds_x) > 0), prepare, lambda: None)
 
-    def _hold(self, variable, z, state, towards_z, holds_x):
+    def _hold(self, variable, z, towards_z):
         self.assign(variable, variable + (z - variable) * ops.cast(towards_z, variable.dtype))
-        self.assign(state, ops.stack([state[_LR_MAX], state[_WEIGHT_SUM], ops.cast(holds_x, "float32")]))
 
-    def _averaging_weight(self, state, rate):
+    def _averaging_weight(self, rate):
         """Updates the largest rate and the weight sum; returns `c = weight / weight_sum` (0 while it is 0)."""
-        lr_max = ops.maximum(state[_LR_MAX], rate)
+        lr_max = ops.maximum(self._averaging[_LR_MAX], rate)
         step = ops.cast(self.iterations + 1, "float32")
         weight = ops.power(step, self.r) * ops.power(lr_max, self.weight_lr_power)
-        weight_sum = state[_WEIGHT_SUM] + weight
-        self.assign(state, ops.stack([lr_max, weight_sum, state[_HOLDS_X]]))
+        weight_sum = self._averaging[_WEIGHT_SUM] + weight
+        self.assign(self._averaging, ops.stack([lr_max, weight_sum]))
         return ops.where(weight_sum > 0, weight / ops.where(weight_sum > 0, weight_sum, 1.0), 0.0)
-
-    def _end_step(self, variable, z, direction, rate, checkpoint):
-        """`y = lerp(y, z, c) + lr * (b * (1 - c) - 1) * d` and `z = z - lr * d` for the step direction `d`."""
-        dtype = variable.dtype
-        rate, checkpoint = ops.cast(rate, dtype), ops.cast(checkpoint, dtype)
-        y = variable + (z - variable) * checkpoint
-        self.assign(variable, y + rate * (self._interpolation * (1 - checkpoint) - 1) * direction)
-        self.assign_sub(z, rate * direction)
 
     def _decayed(self, gradient, variable):
         """The schedule-free decay: `weight_decay * y` added to the step direction, at the point `y`."""
@@ -76,10 +102,21 @@ class ScheduleFree(DecayInUpdateRule):
         if not self.built:
             return
         wanted = {id(variable) for variable in var_list}
-        for index, variable in enumerate(_compat.optimizer_trainable_variables(self)):
-            if id(variable) not in wanted or self._z[index] is None:
-                continue
-            state, z = self._schedule_free_state[index], self._z[index]
-            trained = ops.logical_and(self.iterations > 0, state[_HOLDS_X] == 0)
-            towards_z = ops.where(trained, 1 - 1 / self._interpolation, 0.0)
-            self._hold(variable, z, state, towards_z, ops.where(trained, 1.0, state[_HOLDS_X]))
+        indices = tuple(
+            index
+            for index, variable in enumerate(_compat.optimizer_trainable_variables(self))
+            if id(variable) in wanted and self._z[index] is not None
+        )
+        if indices:
+            self._write_x(indices)
+
+    @tf.function
+    def _write_x(self, indices):
+        """The swap of `finalize_variable_values` as one graph: eagerly, its ~10 small ops per variable took 20 ms
+        on the 12 variables of the digits CNN, more than a training step."""
+        variables = _compat.optimizer_trainable_variables(self)
+        trained = ops.logical_and(self.iterations > 0, self._holds_x == 0)
+        for index in indices:
+            self._hold(variables[index], self._z[index], ops.where(trained[index], 1 - 1 / self._interpolation, 0.0))
+        swapped = ops.convert_to_tensor([index in indices for index in range(self._holds_x.shape[0])])
+        self.assign(self._holds_x, ops.where(ops.logical_and(swapped, self.iterations > 0), 1.0, self._holds_x))

@@ -111,12 +111,13 @@ class AdamP(DecayInUpdateRule, keras.optimizers.Optimizer):
         update = numerator / (ops.sqrt(v) / ops.sqrt(debias(self.beta_2, step)) + self.epsilon)
         update, projected = radial_projection(variable, gradient, update, self.delta, self.epsilon)
         rate = ops.cast(learning_rate, dtype)
-        updated = variable
+        step_size = rate / debias(self.beta_1, step)
         decay = self._decay_for(variable)
         if decay:
             ratio = ops.where(projected, ops.cast(self.wd_ratio, dtype), ops.ones((), dtype))
-            updated = updated * (1 - rate * decay * ratio)
-        self.assign(variable, updated - rate / debias(self.beta_1, step) * update)
+            self.assign(variable, variable * (1 - rate * decay * ratio) - step_size * update)
+        else:
+            self.assign_sub(variable, step_size * update)
 
     def get_config(self):
         config = super().get_config()

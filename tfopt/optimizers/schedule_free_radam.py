@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfopt import _checks, _compat
+from tfopt import _checks
 from tfopt.optimizers._common import debias, dense_gradient, sma_length
 from tfopt.optimizers._schedule_free import ScheduleFree
 
@@ -101,22 +101,15 @@ class ScheduleFreeRAdam(ScheduleFree, keras.optimizers.Optimizer):
         return self.beta_1
 
     def build(self, var_list):
-        """Creates `z`, the second moment and the averaging state of each variable."""
+        """Creates `z` and the second moment of each variable, and the averaging state."""
         if self.built:
             return
         super().build(var_list)
         self._build_schedule_free(var_list)
         self._velocities = self.add_optimizer_variables(var_list, "velocity")
 
-    def update_step(self, gradient, variable, learning_rate):
-        """Applies one schedule-free RAdam step to `variable` (which holds `y`)."""
-        dtype = variable.dtype
-        index = _compat.optimizer_variable_index(self, variable)
-        z, state = self._begin_step(variable, index)
-        gradient = dense_gradient(gradient, dtype)
-        v = self._velocities[index]
-        self.assign_add(v, (ops.square(gradient) - v) * (1 - self.beta_2))
-
+    def _directions(self, grads, variables, indices, learning_rate):
+        """The step's rectified rate and each variable's direction, after updating its second moment."""
         step = ops.cast(self.iterations + 1, "float32")
         rho, rho_inf = sma_length(self.beta_2, step), 2 / (1 - self.beta_2) - 1
         rectified = rho > 4
@@ -124,10 +117,21 @@ class ScheduleFreeRAdam(ScheduleFree, keras.optimizers.Optimizer):
         rate = ops.cast(learning_rate, "float32")
         early = 0.0 if self.silent_sgd_phase else rate
         rate = ops.where(rectified, rate * ops.sqrt(ops.maximum(ratio, 0.0)), early)
-        correction = ops.cast(ops.sqrt(debias(self.beta_2, step)), dtype)
-        denominator = ops.where(rectified, ops.sqrt(v) / correction + self.epsilon, ops.ones((), dtype))
-        direction = self._decayed(gradient / denominator, variable)
-        self._end_step(variable, z, direction, rate, self._averaging_weight(state, rate))
+        correction = ops.sqrt(debias(self.beta_2, step))
+        grads = [dense_gradient(gradient, variable.dtype) for gradient, variable in zip(grads, variables)]
+        velocities = [self._velocities[index] for index in indices]
+        for gradient, v in zip(grads, velocities):
+            self.assign_add(v, (ops.square(gradient) - v) * (1 - self.beta_2))
+
+        def normalized():
+            return [
+                gradient / (ops.sqrt(v) / ops.cast(correction, v.dtype) + self.epsilon)
+                for gradient, v in zip(grads, velocities)
+            ]
+
+        # one cond per step rather than a `where` over every element of every variable
+        grads = ops.cond(rectified, normalized, lambda: grads)
+        return rate, [self._decayed(gradient, variable) for gradient, variable in zip(grads, variables)]
 
     def get_config(self):
         config = super().get_config()

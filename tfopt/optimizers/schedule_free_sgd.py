@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfopt import _checks, _compat
+from tfopt import _checks
 from tfopt.optimizers._common import dense_gradient
 from tfopt.optimizers._schedule_free import ScheduleFree
 
@@ -89,21 +89,22 @@ class ScheduleFreeSGD(ScheduleFree, keras.optimizers.Optimizer):
         return self.momentum
 
     def build(self, var_list):
-        """Creates `z` and the averaging state of each variable."""
+        """Creates `z` of each variable and the averaging state."""
         if self.built:
             return
         super().build(var_list)
         self._build_schedule_free(var_list)
 
-    def update_step(self, gradient, variable, learning_rate):
-        """Applies one schedule-free SGD step to `variable` (which holds `y`)."""
-        index = _compat.optimizer_variable_index(self, variable)
-        z, state = self._begin_step(variable, index)
-        gradient = self._decayed(dense_gradient(gradient, variable.dtype), variable)
+    def _directions(self, grads, variables, indices, learning_rate):
+        """The step's rate (warmed up) and each variable's direction, its gradient plus the decay at `y`."""
         rate = ops.cast(learning_rate, "float32")
         if self.warmup_steps:
             rate = rate * ops.minimum(ops.cast(self.iterations + 1, "float32") / self.warmup_steps, 1.0)
-        self._end_step(variable, z, gradient, rate, self._averaging_weight(state, rate))
+        directions = [
+            self._decayed(dense_gradient(gradient, variable.dtype), variable)
+            for gradient, variable in zip(grads, variables)
+        ]
+        return rate, directions
 
     def get_config(self):
         config = super().get_config()
