@@ -297,3 +297,22 @@ def radial_projection(variable, gradient, update, delta, epsilon):
         return update - unit * ops.where(per_channel, radial, ops.sum(radial))
 
     return ops.cond(projected, project, lambda: update), projected
+
+
+def update_all_variables_at_once(distribution, anchor, grads_and_vars, learning_rate, step):
+    """Runs `step(grads, variables, learning_rate)` over all variables at once: the body of the TF backend's
+    `_distributed_tf_update_step` hook (called with the gradients summed over replicas) for optimizers whose step
+    couples the variables (Prodigy, DAdaptAdam, the schedule-free ones).
+
+    `extended.update` on `anchor` (one of the optimizer's own variables) runs `step` once on each replica's device;
+    in there, reading or assigning any mirrored variable addresses that replica's copy, so every replica computes the
+    same step.
+    """
+    variables = [variable for _, variable in grads_and_vars]
+    grads = [gradient for gradient, _ in grads_and_vars]
+    distribution.extended.update(
+        anchor.value,
+        lambda _, grads, rate: step(grads, variables, rate),
+        args=(grads, learning_rate),
+        group=False,
+    )

@@ -5,7 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfopt import _compat
-from tfopt.optimizers._common import DecayInUpdateRule
+from tfopt.optimizers._common import DecayInUpdateRule, update_all_variables_at_once
 
 # The averaging state, shared by all variables as in the reference's parameter group: the largest rate so far and
 # the sum of the averaging weights.
@@ -36,19 +36,8 @@ class ScheduleFree(DecayInUpdateRule):
         self._holds_x = self.add_variable((len(var_list),), "zeros", "float32", name="schedule_free_holds_x")
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
-        """Runs one step over all variables: the TF backend's hook, called with the gradients summed over replicas.
-
-        As in `Prodigy`: `extended.update` on the averaging state runs `_step` once on each replica's device, where
-        reading or assigning a mirrored variable addresses that replica's copy.
-        """
-        variables = [variable for _, variable in grads_and_vars]
-        grads = [gradient for gradient, _ in grads_and_vars]
-        distribution.extended.update(
-            self._averaging.value,
-            lambda _, grads, rate: self._step(grads, variables, rate),
-            args=(grads, learning_rate),
-            group=False,
-        )
+        """One `_step` over all variables (`_common.update_all_variables_at_once`)."""
+        update_all_variables_at_once(distribution, self._averaging, grads_and_vars, learning_rate, self._step)
 
     def _step(self, grads, variables, learning_rate):
         """`y = lerp(y, z, c) + lr * (b * (1 - c) - 1) * d` and `z = z - lr * d` for each direction `d`."""

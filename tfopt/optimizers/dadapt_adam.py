@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import DecayInUpdateRule, debias, dense_gradient
+from tfopt.optimizers._common import DecayInUpdateRule, debias, dense_gradient, update_all_variables_at_once
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -128,19 +128,8 @@ class DAdaptAdam(DecayInUpdateRule, keras.optimizers.Optimizer):
         self._numerator = self.add_variable((), "zeros", "float32", name="d_numerator")
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
-        """Runs one step over all variables: the TF backend's hook, called with the gradients summed over replicas.
-
-        As in `Prodigy`: `extended.update` on `d` runs `_step` once on each replica's device, where reading or
-        assigning a mirrored variable addresses that replica's copy.
-        """
-        variables = [variable for _, variable in grads_and_vars]
-        grads = [gradient for gradient, _ in grads_and_vars]
-        distribution.extended.update(
-            self._d.value,
-            lambda _, grads, rate: self._step(grads, variables, rate),
-            args=(grads, learning_rate),
-            group=False,
-        )
+        """One `_step` over all variables (`_common.update_all_variables_at_once`)."""
+        update_all_variables_at_once(distribution, self._d, grads_and_vars, learning_rate, self._step)
 
     def _step(self, grads, variables, learning_rate):
         """One D-Adaptation Adam step, as the class docstring writes it, on the variables of the current device."""

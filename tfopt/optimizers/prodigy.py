@@ -6,7 +6,12 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import DecayInUpdateRule, adam_bias_correction, dense_gradient
+from tfopt.optimizers._common import (
+    DecayInUpdateRule,
+    adam_bias_correction,
+    dense_gradient,
+    update_all_variables_at_once,
+)
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -127,19 +132,8 @@ class Prodigy(DecayInUpdateRule, keras.optimizers.Optimizer):
         self._k = self.add_variable((), "zeros", "float32", name="k")
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
-        """Runs one step over all variables: the TF backend's hook, called with the gradients summed over replicas.
-
-        `extended.update` on `d` runs `_step` once on each replica's device; in there, reading or assigning any
-        mirrored variable addresses that replica's copy, so every replica computes the same step.
-        """
-        variables = [variable for _, variable in grads_and_vars]
-        grads = [gradient for gradient, _ in grads_and_vars]
-        distribution.extended.update(
-            self._d.value,
-            lambda _, grads, rate: self._step(grads, variables, rate),
-            args=(grads, learning_rate),
-            group=False,
-        )
+        """One `_step` over all variables (`_common.update_all_variables_at_once`)."""
+        update_all_variables_at_once(distribution, self._d, grads_and_vars, learning_rate, self._step)
 
     def _step(self, grads, variables, learning_rate):
         """One Prodigy step, as the class docstring writes it, on the variables of the current device."""
