@@ -123,3 +123,25 @@ def test_counts_are_checked_with_the_callers_name(tiny, call, error, message):
     with pytest.raises(error) as raised:
         call(tiny[1], tiny[2])
     assert str(raised.value) == message
+
+
+def test_a_model_xnnpack_refuses_runs_on_the_builtin_kernels_with_a_warning():
+    """XNNPACK fails to prepare an int8 model with a layer whose outputs are all 0 (a dead ReLU layer): the
+    builtin kernels run it, and `predict`, `evaluate` and `benchmark` say so."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="dead"),
+                              keras.layers.Dense(4), keras.layers.Dense(3)])
+    kernel, bias = model.get_layer("dead").get_weights()
+    model.get_layer("dead").set_weights([kernel, bias - 100.0])
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    flatbuffer = export.to_tflite(model, "int8", representative_data=x)
+    with pytest.raises(RuntimeError, match="XNNPACK"):
+        runner = export.litert.interpreter(flatbuffer, "test")
+        runner.allocate_tensors()
+    with pytest.warns(RuntimeWarning, match="predict: LiteRT's XNNPACK delegate can't run this model"):
+        outputs = export.predict(flatbuffer, x)
+    np.testing.assert_allclose(outputs, model.predict(x, verbose=0), atol=0.05)  # the bias of the last layers
+    with pytest.warns(RuntimeWarning, match="evaluate: LiteRT's XNNPACK"):
+        export.evaluate(flatbuffer, x, np.zeros(64, "int32"))
+    with pytest.warns(RuntimeWarning, match="benchmark: LiteRT's XNNPACK"):
+        assert export.benchmark(flatbuffer, runs=2, warmup=0).runs == 2

@@ -106,15 +106,6 @@ def test_layer_norm_einsum_dense_and_embedding_follow_their_float_layers():
     np.testing.assert_allclose(QuantizeEmbedding(embedding)(ids), table[ids], atol=step / 2 + 1e-7)
 
 
-@pytest.mark.parametrize("mask", ["attention_mask", "use_causal_mask"])
-def test_masked_attention_is_refused_by_name(mask):
-    x = np.ones((1, 3, 4), "float32")
-    quantized = QuantizeMultiHeadAttention(layers.MultiHeadAttention(num_heads=1, key_dim=2))
-    value = np.ones((1, 3, 3), bool) if mask == "attention_mask" else True
-    with pytest.raises(ValueError, match=f"argument `{mask}` must be None: masked attention is not quantized yet"):
-        quantized(x, x, **{mask: value})
-
-
 def test_keras_ops_calls_get_ranges_unless_tflite_keeps_the_input_scale():
     inputs = keras.Input((8,))
     hidden = layers.Dense(8, name="hidden")(inputs)

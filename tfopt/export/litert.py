@@ -4,6 +4,7 @@
 import dataclasses
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -114,9 +115,29 @@ def predict(tflite, x, batch_size=32, num_threads=None):
     return _run(tflite, x, batch_size, num_threads, "predict")
 
 
+def _without_xnnpack_if_it_refuses(run, tflite, owner, num_threads):
+    """`run(interpreter)` on LiteRT's default interpreter, or, if its XNNPACK delegate fails to prepare the model
+    (it refuses some valid int8 models, such as one with a layer whose outputs are all 0), on the builtin kernels,
+    with a warning."""
+    try:
+        return run(interpreter(tflite, owner, num_threads))
+    except RuntimeError as error:
+        if "XNNPACK" not in str(error):
+            raise
+        warnings.warn(f"{owner}: LiteRT's XNNPACK delegate can't run this model ({error}); running it on LiteRT's "
+                      "builtin kernels instead, which compute the same numbers. An app whose interpreter uses "
+                      "XNNPACK (LiteRT's default on CPU) must turn it off for this model.", RuntimeWarning,
+                      stacklevel=3)
+        return run(interpreter(tflite, owner, num_threads, delegates=False))
+
+
 def _run(tflite, x, batch_size, num_threads, owner):
     """`predict`, its errors naming `owner`."""
-    runner = interpreter(tflite, owner, num_threads)
+    return _without_xnnpack_if_it_refuses(lambda runner: _run_batches(runner, x, batch_size, owner), tflite, owner,
+                                          num_threads)
+
+
+def _run_batches(runner, x, batch_size, owner):
     x, details = _check_x(runner, x, owner)
     outputs, allocated = [], None
     for start in range(0, len(x), batch_size):
@@ -277,6 +298,14 @@ class Benchmark:
                 f"({self.runs} runs, {self.threads} thread{'s' if self.threads > 1 else ''})")
 
 
+def _allocated_for_one_sample(runner):
+    details = _single_input(runner, "benchmark")
+    shape = [1 if d == -1 else int(d) for d in details["shape_signature"]] or list(details["shape"])
+    runner.resize_tensor_input(details["index"], shape)
+    runner.allocate_tensors()
+    return runner
+
+
 def benchmark(tflite, runs=100, threads=1, warmup=10):
     """Times `runs` invokes of the model on one random sample after `warmup` untimed ones.
 
@@ -298,12 +327,9 @@ def benchmark(tflite, runs=100, threads=1, warmup=10):
     _checks.integer("benchmark", "runs", runs, low=1)
     _checks.integer("benchmark", "warmup", warmup, low=0)
     _checks.integer("benchmark", "threads", threads, low=1)
-    runner = interpreter(tflite, "benchmark", threads)
+    runner = _without_xnnpack_if_it_refuses(_allocated_for_one_sample, tflite, "benchmark", threads)
     details = _single_input(runner, "benchmark")
-    shape = [1 if d == -1 else int(d) for d in details["shape_signature"]] or list(details["shape"])
-    runner.resize_tensor_input(details["index"], shape)
-    runner.allocate_tensors()
-    sample = np.random.default_rng(0).uniform(size=shape).astype("float32")
+    sample = np.random.default_rng(0).uniform(size=details["shape"]).astype("float32")
     runner.set_tensor(details["index"], _quantize(sample, details))
     times = []
     for run in range(warmup + runs):

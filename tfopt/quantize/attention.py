@@ -6,13 +6,17 @@ What each becomes in TFLite, measured with TensorFlow 2.21's converter on `quant
 | --------------------- | ----------------------------------------------------------------------------------- |
 | EinsumDense           | FULLY_CONNECTED (+ RESHAPE around it for rank-3 inputs); its activation after it     |
 | MultiHeadAttention    | 3 x FULLY_CONNECTED (query, key, value projections), BATCH_MATMUL (scores), SOFTMAX, |
-|                       | BATCH_MATMUL (context), FULLY_CONNECTED (output projection), TRANSPOSE/RESHAPE       |
+|                       | BATCH_MATMUL (context), FULLY_CONNECTED (output projection), TRANSPOSE/RESHAPE;      |
+|                       | masked: SELECT_V2 before the SOFTMAX (a bool mask, int8 scores)                      |
 
 `QuantizeMultiHeadAttention` recomputes attention from the layer's own projections so that every tensor between two
 ops has a learned range: the query, key and value projections, the scores, the softmax probabilities, the context
 and the output. The 1/sqrt(key_dim) scale of the scores is folded into the query projection (the same numbers, one
 op fewer). It serves self- and cross-attention over rank-3 inputs (batch, sequence, features) with the default
-`attention_axes`; attention masks (`attention_mask`, `use_causal_mask`, Keras masking) raise a ValueError.
+`attention_axes`, masked or not: `attention_mask`, `use_causal_mask`, `sliding_window` and the Keras masks of the
+inputs (`Embedding(mask_zero=True)`) combine as in Keras's own layer. A masked position's score becomes the bottom
+of the scores' range (TFLite: SELECT_V2 in int8, the mask a bool tensor), `MASK_MARGIN` below every attended score,
+so the int8 softmax gives it exactly 0 (and the masked positions' contents never reach the output).
 """
 
 import math
@@ -108,6 +112,41 @@ class QuantizeEinsumDense(QuantizeWrapper):
 
 _STAGES = ("query", "key", "value", "scores", "probabilities", "context", "output")
 
+# How far below the lowest attended score masked scores sit: exp(-12) = 6e-6 of the largest attended weight, below
+# half a level of int8's (1/256) and int16's (1/32768) softmax output, so a masked position's probability rounds to
+# exactly 0; even 1,000 masked positions take < 1% of the softmax's total from the attended ones.
+MASK_MARGIN = 12.0
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizeAttentionScores(QuantizeActivation):
+    """The quantizer of attention scores: a `QuantizeActivation` that, given which positions are `attended`,
+    learns its range from those only and sets the others to the bottom of a range stretched `MASK_MARGIN` lower.
+
+    ```python
+    min_value, max_value <- moving averages of min/max(where(attended, scores, 0))      # training only
+    low = min_value - MASK_MARGIN
+    scores = fake_quant(where(attended, scores, low - 1), low, max_value)            # masked -> low, clamped
+    ```
+
+    Example:
+    >>> import numpy as np
+    >>> from tfopt.quantize.attention import QuantizeAttentionScores
+    >>> quantizer = QuantizeAttentionScores()
+    >>> scores = quantizer(np.array([[1.0, 2.0, 50.0]], "float32"), attended=np.array([[True, True, False]]),
+    ...                    training=True)
+    >>> float(quantizer.max_value.numpy()), round(float(scores[0, 2]), 1)
+    (2.0, -12.0)
+    """
+
+    def call(self, inputs, training=None, attended=None):
+        if attended is None:
+            return super().call(inputs, training=training)
+        if training:
+            self._track(ops.where(attended, inputs, 0.0))
+        low = self.min_value - MASK_MARGIN
+        return self._fake_quant(ops.where(attended, inputs, low - 1.0), low, self.max_value)
+
 
 @keras.saving.register_keras_serializable(package="tfopt")
 class QuantizeMultiHeadAttention(QuantizeWrapper):
@@ -116,14 +155,14 @@ class QuantizeMultiHeadAttention(QuantizeWrapper):
 
     ```python
     q = quantize(einsum(query, Wq / sqrt(key_dim)) + bq / sqrt(key_dim))     # k, v alike, without the scale
-    scores = quantize(einsum("bsnh,btnh->bnts", k, q))
+    scores = quantize(einsum("bsnh,btnh->bnts", k, q))   # masked: QuantizeAttentionScores
     probabilities = quantize(softmax(scores))            # int8: TFLite's fixed [0, 255/256]; dropout in training
     context = quantize(einsum("bnts,bsnh->btnh", probabilities, v))
     output = quantize(einsum(context, Wo) + bo)
     ```
 
     Args:
-        layer: a Keras 3 MultiHeadAttention (rank-3 inputs, default `attention_axes`).
+        layer: a Keras 3 MultiHeadAttention (rank-3 inputs, default `attention_axes`, no `use_gate`).
         scheme: "int8" or "16x8". Defaults to `"int8"`.
         preserve_sparsity: keep the zeros of the four projection kernels through training. Defaults to `False`.
         **kwargs: base layer keywords; `name` defaults to `"quantize_" + layer.name`.
@@ -143,10 +182,13 @@ class QuantizeMultiHeadAttention(QuantizeWrapper):
         axes = layer.attention_axes
         _checks.satisfies(owner, "layer", layer.name, axes is None or tuple(axes) in ((1,), (-2,)),
                           "a MultiHeadAttention attending over the sequence axis (attention_axes None, (1,))")
+        _checks.satisfies(owner, "layer", layer.name, not layer.get_config()["use_gate"],
+                          "a MultiHeadAttention without `use_gate` (its gate is not quantized yet)")
         super().__init__(layer, scheme, preserve_sparsity, **kwargs)
         self._bits = self._scheme.weight_bits
         stages = [stage for stage in _STAGES if stage != "probabilities" or scheme != "int8"]
-        self.quantizers = {stage: QuantizeActivation(scheme, name=f"{stage}_quantizer") for stage in stages}
+        self.quantizers = {stage: (QuantizeAttentionScores if stage == "scores" else QuantizeActivation)(
+            scheme, name=f"{stage}_quantizer") for stage in stages}
         self.dropout = keras.layers.Dropout(layer.dropout)
 
     def build(self, query_shape, value_shape, key_shape=None):
@@ -166,18 +208,16 @@ class QuantizeMultiHeadAttention(QuantizeWrapper):
 
     def call(self, query, value, key=None, attention_mask=None, return_attention_scores=False, training=None,
              use_causal_mask=False, query_mask=None, value_mask=None, key_mask=None):
-        masks = {"attention_mask": attention_mask, "use_causal_mask": use_causal_mask or None,
-                 "query_mask": query_mask, "value_mask": value_mask, "key_mask": key_mask}
-        given = [name for name, mask in masks.items() if mask is not None]
-        _checks.satisfies(type(self).__name__, given[0] if given else "mask", "<a mask>", not given,
-                          "None: masked attention is not quantized yet; keep the layer in float with "
-                          "`quantize_model(skip=[...])`")
         layer, q = self.layer, self.quantizers
+        mask = layer._compute_attention_mask(  # (batch, T, S) bool or None, from every mask source, as Keras does
+            query, value, query_mask=query_mask, value_mask=value_mask, key_mask=key_mask,
+            attention_mask=attention_mask, use_causal_mask=use_causal_mask)
         key = value if key is None else key
         query = _project(layer.query_dense, query, q["query"], self._bits, 1.0 / math.sqrt(layer.key_dim), training)
         key = _project(layer.key_dense, key, q["key"], self._bits, training=training)
         value = _project(layer.value_dense, value, q["value"], self._bits, training=training)
-        scores = q["scores"](ops.einsum("bsnh,btnh->bnts", key, query), training=training)
+        attended = None if mask is None else ops.expand_dims(mask, 1)  # the same for every head
+        scores = q["scores"](ops.einsum("bsnh,btnh->bnts", key, query), training=training, attended=attended)
         probabilities = ops.softmax(scores, axis=-1)
         if self.scheme == "int8":  # TFLite's int8 SOFTMAX writes scale 1/256, zero point -128: [0, 255/256]
             probabilities = keras.quantizers.fake_quant_with_min_max_vars(probabilities, 0.0, 255.0 / 256.0)

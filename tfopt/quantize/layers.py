@@ -103,6 +103,7 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
                           "channels_last with groups=1 (or groups = filters = input channels: a depthwise Conv2D)")
         kwargs.setdefault("name", f"quantize_{layer.name}")
         super().__init__(layer, autocast=False, **kwargs)
+        self.supports_masking = layer.supports_masking
         if isinstance(batch_norm, dict):
             batch_norm = keras.saving.deserialize_keras_object(batch_norm)
         if batch_norm is not None:
@@ -232,6 +233,7 @@ class QuantizeOutputs(QuantizationAware, keras.layers.Wrapper):
         _checks.instance("QuantizeOutputs", "layer", layer, keras.layers.Layer, "a Keras 3 layer")
         kwargs.setdefault("name", f"quantize_{layer.name}")
         super().__init__(layer, **kwargs)
+        self.supports_masking = layer.supports_masking
         self.scheme = scheme
         self.output_quantizer = QuantizeActivation(scheme, name="output_quantizer")
 

@@ -43,7 +43,12 @@ def fake_quant_weights(kernel, axis=None, bits=8):
 
 
 class QuantizationAware:
-    """Marks tfopt's QAT layers; `tfopt.quantize.scheme_of` reads their `scheme` attribute."""
+    """Marks tfopt's QAT layers; `tfopt.quantize.scheme_of` reads their `scheme` attribute. They carry Keras masks
+    (`Embedding(mask_zero=True)`'s) on as the layer they wrap does: a wrapper sets `supports_masking` from it."""
+
+    def compute_mask(self, inputs, previous_mask=None):
+        layer = getattr(self, "layer", None)
+        return previous_mask if layer is None else layer.compute_mask(inputs, previous_mask)
 
 
 class QuantizeWrapper(QuantizationAware, keras.layers.Wrapper):
@@ -57,6 +62,7 @@ class QuantizeWrapper(QuantizationAware, keras.layers.Wrapper):
     def __init__(self, layer, scheme="int8", preserve_sparsity=False, **kwargs):
         kwargs.setdefault("name", f"quantize_{layer.name}")
         super().__init__(layer, autocast=False, **kwargs)
+        self.supports_masking = layer.supports_masking
         self.scheme = scheme
         self._scheme = schemes.get(type(self).__name__, scheme)
         self.preserve_sparsity = _checks.boolean(type(self).__name__, "preserve_sparsity", preserve_sparsity)
@@ -159,7 +165,10 @@ class QuantizeActivation(QuantizationAware, keras.layers.Layer):
     def call(self, inputs, training=None):
         if training:
             self._track(inputs)
-        low, high = self.min_value, self.max_value
+        return self._fake_quant(inputs, self.min_value, self.max_value)
+
+    def _fake_quant(self, inputs, low, high):
+        """`inputs` fake-quantized to [low, high], made symmetric around 0 for the 16x8 scheme."""
         if self._scheme.symmetric_activations:
             high = ops.maximum(ops.maximum(-low, high), _TINY)
             low = -high
