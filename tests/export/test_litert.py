@@ -77,6 +77,7 @@ def test_inspect_lists_ops_inputs_and_outputs(tiny):
     assert [op.name for op in summary.ops] == ["FULLY_CONNECTED"]
     assert summary.ops[0].inputs == ("float32", "float32", "float32") and summary.ops[0].outputs == ("float32",)
     assert summary.size_bytes == len(tiny[1]) and summary.tensor_count >= 4
+    assert summary.constant_bytes == (4 * 3 + 3) * 4  # the float32 kernel and bias
     assert (summary.inputs[0].dtype, summary.inputs[0].shape, summary.inputs[0].scale) == ("float32", (-1, 4), 0.0)
     assert summary.outputs[0].shape == (-1, 3)
     assert "FULLY_CONNECTED  float32, float32, float32 -> float32" in str(summary)

@@ -121,3 +121,13 @@ def test_layers_tfmot_cannot_quantize_go_through_keras3_to_an_all_int8_file():
     assert {op.outputs[0] for op in tfopt.export.inspect(flatbuffer).ops_of("BATCH_MATMUL")} == {"int8"}
     agreement = np.mean(tfopt.export.predict(flatbuffer, x).argmax(1) == quantized.predict(x, verbose=0).argmax(1))
     assert agreement >= 0.9
+
+
+def test_integer_inputs_tfmot_fails_on_are_refused_with_the_way_to_keras3():
+    tokens = tf_keras.Input((8,), dtype="int32", name="tokens")
+    embedded = tf_keras.layers.Embedding(16, 4)(tokens)
+    model = tf_keras.Model(tokens, tf_keras.layers.Dense(3)(tf_keras.layers.GlobalAveragePooling1D()(embedded)))
+    with pytest.raises(ValueError, match=r"tfmot can't quantize this tf_keras model \(it fake-quantizes every model "
+                                         r"input, and \['tokens'\] hold integers such as token ids\); carry the "
+                                         r"model to Keras 3"):
+        tfopt.quantize.quantize_model(model)

@@ -42,6 +42,7 @@ class Summary:
     ops: tuple
     tensor_count: int
     size_bytes: int
+    constant_bytes: int
     inputs: tuple
     outputs: tuple
 
@@ -51,7 +52,8 @@ class Summary:
 
     def __str__(self):
         width = max([len("op")] + [len(op.name) for op in self.ops])
-        lines = [f"{self.size_bytes} bytes, {len(self.ops)} ops, {self.tensor_count} tensors"]
+        lines = [f"{self.size_bytes} bytes ({self.constant_bytes} in constant tensors), {len(self.ops)} ops, "
+                 f"{self.tensor_count} tensors"]
         for kind, specs in (("input", self.inputs), ("output", self.outputs)):
             lines += [f"{kind} {s.name}: {s.dtype} {list(s.shape)} scale={s.scale:.6g} zero_point={s.zero_point}"
                       for s in specs]
@@ -100,6 +102,17 @@ def float_ops_inside(tflite):
     return inside
 
 
+def _constant_bytes(content):
+    """The bytes of a flatbuffer's buffers but its metadata's (the converter's version strings): its constant
+    tensors' data, in the file or after it (a model over 2 GB)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    metadata = {model.Metadata(index).Buffer() for index in range(model.MetadataLength())}
+    buffers = [model.Buffers(index) for index in range(model.BuffersLength()) if index not in metadata]
+    return sum(buffer.DataLength() or (buffer.Size() if buffer.Offset() > 1 else 0) for buffer in buffers)
+
+
 def inspect(tflite):
     """Lists the ops, tensors, inputs and outputs of a TFLite model, as the LiteRT interpreter reads it.
 
@@ -108,7 +121,9 @@ def inspect(tflite):
 
     Returns:
         A `Summary`: `ops` (each with `name`, `inputs` and `outputs` dtype names such as "int8"), `tensor_count`,
-        `size_bytes`, `inputs` and `outputs` (`TensorSpec`s with dtype, shape, scale and zero point).
+        `size_bytes`, `constant_bytes` (the data of its constant tensors: weights, biases, shapes; the rest of the
+        file is the graph's structure, its tensors' names and quantization parameters, which a small model doesn't
+        amortise), `inputs` and `outputs` (`TensorSpec`s with dtype, shape, scale and zero point).
 
     Example:
     >>> import keras, tfopt
@@ -129,6 +144,7 @@ def inspect(tflite):
         ops=ops,
         tensor_count=len(runner.get_tensor_details()),
         size_bytes=len(content),
+        constant_bytes=_constant_bytes(content),
         inputs=tuple(_spec(d) for d in runner.get_input_details()),
         outputs=tuple(_spec(d) for d in runner.get_output_details()),
     )

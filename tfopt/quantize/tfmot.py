@@ -9,6 +9,7 @@ scheme="16x8"            -> ValueError: tfmot has no 16x8 QAT (carry the model t
 skip=[...]               -> quantize_annotate_layer on every other layer, then quantize_apply
 preserve_sparsity=True   -> quantize_apply(..., Default8BitPrunePreserveQuantizeScheme())
 a layer tfmot can't QAT  -> ValueError: carry the model to Keras 3 (LayerNormalization, MultiHeadAttention, ...)
+integer model inputs     -> the same ValueError (tfmot fake-quantizes every input, token ids included)
 ```
 
 Example:
@@ -46,6 +47,10 @@ def quantize_model(model, scheme, skip, preserve_sparsity):
         copy = layer.__class__.from_config(layer.get_config())
         return copy if _skipped(layer, skip) else api.quantize_annotate_layer(copy)
 
+    integer_inputs = [tensor.name for tensor in model.inputs if tensor.dtype.is_integer]
+    if integer_inputs:  # tfmot fails deep inside on them (FakeQuantWithMinMaxVars takes floats only)
+        raise ValueError(_not_supported_by_tfmot(
+            model, f"it fake-quantizes every model input, and {integer_inputs} hold integers such as token ids"))
     annotated = tf_keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
     try:
@@ -57,15 +62,14 @@ def quantize_model(model, scheme, skip, preserve_sparsity):
     except RuntimeError as error:
         if "is not supported" not in str(error):
             raise
-        raise ValueError(_not_supported_by_tfmot(model, error)) from error
+        raise ValueError(_not_supported_by_tfmot(model, str(error).split(". ")[0])) from error
 
 
-def _not_supported_by_tfmot(model, error):
-    """The error for a layer tfmot has no QAT for (LayerNormalization, MultiHeadAttention, ...): the way to
-    tfopt's Keras 3 QAT, or what keeps the model from getting there."""
+def _not_supported_by_tfmot(model, reason):
+    """The error for a model tfmot can't quantize (a LayerNormalization, a MultiHeadAttention, integer inputs):
+    the way to tfopt's Keras 3 QAT, or what keeps the model from getting there."""
     from tfopt.compat import _models
 
-    reason = str(error).split(". ")[0]
     blocked = _models.unsupported(model)
     way = (f"tfopt.compat.to_keras3 can't carry its layers {blocked} to Keras 3 either" if blocked else
            "carry the model to Keras 3 and quantize it there, where tfopt quantizes these layers: "
