@@ -4,25 +4,15 @@ file itself is 0.55x the dense one once the weights outweigh the graph's structu
 
 It runs `examples/transformer_to_int8.py`'s own training and pruning functions."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
+from example_modules import load_example
 
 import tfopt
 from tfopt.demo.data import load_digits_split
 from tfopt.demo.model import digit_tokens, digits_transformer
 
 DENSE_EPOCHS, PRUNING_EPOCHS = 20, 10
-
-
-def example_module():
-    path = pathlib.Path(__file__).parents[2] / "examples" / "transformer_to_int8.py"
-    spec = importlib.util.spec_from_file_location("transformer_to_int8", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def assert_halved(shrunk, dense):
@@ -50,7 +40,7 @@ def test_the_file_is_0_55x_the_dense_one_once_the_weights_outweigh_the_graph():
 
 @pytest.mark.slow
 def test_half_the_heads_and_neurons_within_2_points_of_dense_at_most_0_55x_the_file():
-    example, split = example_module(), load_digits_split()
+    example, split = load_example("transformer_to_int8"), load_digits_split()
     x_train, x_test = digit_tokens(split.x_train), digit_tokens(split.x_test)
     dense_accuracies, shrunk_accuracies = [], []
     for seed in range(3):

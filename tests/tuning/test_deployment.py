@@ -1,13 +1,12 @@
 """`DeploymentTuner`: trials scored on their exported TFLite file, budgets, resume, oracles, strategies, errors."""
 
-import importlib.util
 import os
-import pathlib
 
 import keras
 import keras_tuner
 import numpy as np
 import pytest
+from example_modules import load_example
 
 import tfopt
 from tfopt.tuning.deployment import DeploymentTuner
@@ -42,14 +41,6 @@ def completed(tuner):
     return [trial for trial in tuner.oracle.trials.values() if trial.status == "COMPLETED"]
 
 
-def example_module():
-    path = pathlib.Path(__file__).parents[2] / "examples" / "tune_for_deployment.py"
-    spec = importlib.util.spec_from_file_location("tune_for_deployment", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def dominated(point, points):
     return any(q[0] <= point[0] and q[1] >= point[1] and q != point for q in points)
 
@@ -57,7 +48,7 @@ def dominated(point, points):
 @pytest.mark.slow
 def test_digits_search_ranks_only_trials_within_the_size_budget(tmp_path, digits):
     """The acceptance search: 6 random trials on digits, int8, a 20 KiB budget that the widest networks exceed."""
-    example = example_module()
+    example = load_example("tune_for_deployment")
     x_train, y_train, x_val, y_val = example.validation_split(digits)
     tuner = DeploymentTuner(example.hypermodel(steps_per_epoch=36, epochs=10),
                             keras_tuner.oracles.RandomSearchOracle(max_trials=6, seed=0), max_size_kb=20,

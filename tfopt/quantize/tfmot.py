@@ -50,7 +50,7 @@ def quantize_model(model, scheme, skip, preserve_sparsity):
     integer_inputs = [tensor.name for tensor in model.inputs if tensor.dtype.is_integer]
     if integer_inputs:  # tfmot fails deep inside on them (FakeQuantWithMinMaxVars takes floats only)
         raise ValueError(_not_supported_by_tfmot(
-            model, f"it fake-quantizes every model input, and {integer_inputs} hold integers such as token ids"))
+            f"it fake-quantizes every model input, and {integer_inputs} hold integers such as token ids"))
     annotated = tf_keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
     try:
@@ -62,16 +62,12 @@ def quantize_model(model, scheme, skip, preserve_sparsity):
     except RuntimeError as error:
         if "is not supported" not in str(error):
             raise
-        raise ValueError(_not_supported_by_tfmot(model, str(error).split(". ")[0])) from error
+        raise ValueError(_not_supported_by_tfmot(str(error).split(". ")[0])) from error
 
 
-def _not_supported_by_tfmot(model, reason):
-    """The error for a model tfmot can't quantize (a LayerNormalization, a MultiHeadAttention, integer inputs):
-    the way to tfopt's Keras 3 QAT, or what keeps the model from getting there."""
-    from tfopt.compat import _models
-
-    blocked = _models.unsupported(model)
-    way = (f"tfopt.compat.to_keras3 can't carry its layers {blocked} to Keras 3 either" if blocked else
-           "carry the model to Keras 3 and quantize it there, where tfopt quantizes these layers: "
-           "`tfopt.quantize.quantize_model(tfopt.compat.to_keras3(model))`")
-    return f"{_OWNER}: tfmot can't quantize this tf_keras model ({reason}); {way}."
+def _not_supported_by_tfmot(reason):
+    """The error for a model tfmot can't quantize (a LayerNormalization, a MultiHeadAttention, integer inputs),
+    with the way to tfopt's Keras 3 QAT."""
+    return (f"{_OWNER}: tfmot can't quantize this tf_keras model ({reason}); carry the model to Keras 3 and quantize "
+            "it there, where tfopt quantizes these layers: `tfopt.quantize.quantize_model(tfopt.compat.to_keras3("
+            "model))` (to_keras3 names any layer it can't carry).")
