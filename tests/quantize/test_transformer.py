@@ -4,6 +4,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import layers, ops
 
 import tfopt
@@ -104,6 +105,21 @@ def test_layer_norm_einsum_dense_and_embedding_follow_their_float_layers():
     table = np.asarray(embedding.embeddings)
     step = np.abs(table).max() / 127
     np.testing.assert_allclose(QuantizeEmbedding(embedding)(ids), table[ids], atol=step / 2 + 1e-7)
+
+
+def test_layer_norm_of_a_constant_row_trains_without_nan():
+    """A row of equal values has variance 0: variance + epsilon rounds to 0 in the quantized range, and its rsqrt,
+    inf, must come out as the range's top (TFLite's int8 RSQRT gives its largest output) with finite gradients."""
+    x = 10.0 * RNG.normal(size=(8, 5, 6)).astype("float32")
+    x[:, 0] = 3.0
+    quantized = QuantizeLayerNormalization(layers.LayerNormalization())
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = ops.sum(ops.square(quantized(x, training=True)))
+        gradients = tape.gradient(loss, quantized.trainable_weights)
+        assert np.isfinite(float(loss)) and all(np.all(np.isfinite(g)) for g in gradients)
+    inverse = quantized.quantizers["inverse_deviation"]
+    assert np.isfinite(inverse.max_value.numpy()) and inverse.max_value.numpy() > 0
 
 
 def test_keras_ops_calls_get_ranges_unless_tflite_keeps_the_input_scale():

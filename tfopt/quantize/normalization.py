@@ -15,6 +15,7 @@ kernels, each output with a learned range.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfopt import _checks
@@ -22,6 +23,35 @@ from tfopt.quantize.quantizers import QuantizeActivation, QuantizeWrapper, fake_
 
 _STAGES = ("mean", "centered", "squared", "variance", "shifted_variance", "inverse_deviation", "normalized",
            "scaled", "output")
+
+
+@tf.custom_gradient
+def _rsqrt(x):
+    """`rsqrt(x)`, whose gradient is 0 rather than -inf at x = 0 (there the fake quant after it passes none)."""
+    y = tf.math.rsqrt(x)
+
+    def gradient(upstream):
+        return tf.where(x > 0, upstream * -0.5 * y * y * y, tf.zeros_like(upstream))
+
+    return y, gradient
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizeInverseDeviation(QuantizeActivation):
+    """The quantizer of a LayerNormalization's `rsqrt(variance + epsilon)`: its range is learned from the finite
+    values only. A row whose variance + epsilon is under half a level of its quantized range rounds to 0, whose rsqrt
+    is inf: the fake quant clamps it to the range's top, as TFLite's int8 RSQRT maps 0 to its largest output.
+
+    Example:
+    >>> import numpy as np
+    >>> from tfopt.quantize.normalization import QuantizeInverseDeviation
+    >>> quantizer = QuantizeInverseDeviation()
+    >>> np.asarray(quantizer(np.array([0.5, 2.0, np.inf], "float32"), training=True)).round(2).tolist()
+    [0.5, 2.0, 2.0]
+    """
+
+    def _track(self, inputs):
+        super()._track(ops.where(ops.isfinite(inputs), inputs, 0.0))
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -33,6 +63,8 @@ class QuantizeLayerNormalization(QuantizeWrapper):
     normalized = centered * rsqrt(mean(centered * centered) + epsilon)   # TFLite's SQUARE has no int8 kernel
     y = normalized * gamma + beta                            # each step's output fake-quantized
     ```
+    A variance + epsilon that rounds to 0 gives the top of the rsqrt's range, as in TFLite
+    (`QuantizeInverseDeviation`), never a NaN.
 
     Args:
         layer: a Keras 3 LayerNormalization over the last axis, without `rms_scaling`.
@@ -55,8 +87,8 @@ class QuantizeLayerNormalization(QuantizeWrapper):
                           "a LayerNormalization over one axis, without rms_scaling")
         super().__init__(layer, scheme, **kwargs)
         unused = () if layer.scale and layer.center else ("scaled",)  # the product with gamma before beta's sum
-        self.quantizers = {stage: QuantizeActivation(scheme, name=f"{stage}_quantizer") for stage in _STAGES
-                           if stage not in unused}
+        self.quantizers = {stage: (QuantizeInverseDeviation if stage == "inverse_deviation" else QuantizeActivation)(
+            scheme, name=f"{stage}_quantizer") for stage in _STAGES if stage not in unused}
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -75,7 +107,7 @@ class QuantizeLayerNormalization(QuantizeWrapper):
         inputs = ops.cast(inputs, "float32")
         centered = step("centered", inputs - step("mean", ops.mean(inputs, axis=-1, keepdims=True)))
         variance = step("variance", ops.mean(step("squared", centered * centered), axis=-1, keepdims=True))
-        inverse = step("inverse_deviation", ops.rsqrt(step("shifted_variance", variance + layer.epsilon)))
+        inverse = step("inverse_deviation", _rsqrt(step("shifted_variance", variance + layer.epsilon)))
         outputs = step("normalized", centered * inverse)
         if layer.scale:
             outputs = outputs * ops.cast(layer.gamma, "float32")
