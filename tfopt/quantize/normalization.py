@@ -154,9 +154,6 @@ class QuantizeEmbedding(QuantizeWrapper):
         table = fake_quant_weights(self.layer.embeddings, None, self._bits)
         return ops.take(table, ops.cast(inputs, "int32"), axis=0)
 
-    def compute_mask(self, inputs, mask=None):
-        return self.layer.compute_mask(inputs, mask)
-
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
