@@ -142,10 +142,9 @@ class QuantizeAttentionScores(QuantizeActivation):
     def call(self, inputs, training=None, attended=None):
         if attended is None:
             return super().call(inputs, training=training)
-        if training:
-            self._track(ops.where(attended, inputs, 0.0))
-        low = self.min_value - MASK_MARGIN
-        return self._fake_quant(ops.where(attended, inputs, low - 1.0), low, self.max_value)
+        low, high = self._track(ops.where(attended, inputs, 0.0)) if training else (self.min_value, self.max_value)
+        low = low - MASK_MARGIN
+        return self._fake_quant(ops.where(attended, inputs, low - 1.0), low, high)
 
 
 @keras.saving.register_keras_serializable(package="tfopt")

@@ -51,7 +51,7 @@ class QuantizeInverseDeviation(QuantizeActivation):
     """
 
     def _track(self, inputs):
-        super()._track(ops.where(ops.isfinite(inputs), inputs, 0.0))
+        return super()._track(ops.where(ops.isfinite(inputs), inputs, 0.0))
 
 
 @keras.saving.register_keras_serializable(package="tfopt")

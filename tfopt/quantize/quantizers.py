@@ -155,17 +155,22 @@ class QuantizeActivation(QuantizationAware, keras.layers.Layer):
         self.batches_seen = state("batches_seen")
 
     def _track(self, inputs):
-        inputs = ops.cast(inputs, "float32")
+        """Moves the range toward this batch's and returns it as (low, high) tensors, which the fake quant takes
+        instead of reading the variables again. The batch's range carries no gradient to `inputs`."""
+        inputs = ops.stop_gradient(ops.cast(inputs, "float32"))
         low, high = _global_range(ops.minimum(ops.min(inputs), 0.0), ops.maximum(ops.max(inputs), 0.0))
-        first = ops.equal(self.batches_seen, 0.0)
-        self.min_value.assign(ops.where(first, low, self.decay * self.min_value + (1.0 - self.decay) * low))
-        self.max_value.assign(ops.where(first, high, self.decay * self.max_value + (1.0 - self.decay) * high))
-        self.batches_seen.assign(self.batches_seen + 1.0)
+        seen = ops.convert_to_tensor(self.batches_seen)
+        first = ops.equal(seen, 0.0)
+        low = ops.where(first, low, self.decay * ops.convert_to_tensor(self.min_value) + (1.0 - self.decay) * low)
+        high = ops.where(first, high, self.decay * ops.convert_to_tensor(self.max_value) + (1.0 - self.decay) * high)
+        self.min_value.assign(low)
+        self.max_value.assign(high)
+        self.batches_seen.assign(seen + 1.0)
+        return low, high
 
     def call(self, inputs, training=None):
-        if training:
-            self._track(inputs)
-        return self._fake_quant(inputs, self.min_value, self.max_value)
+        low, high = self._track(inputs) if training else (self.min_value, self.max_value)
+        return self._fake_quant(inputs, low, high)
 
     def _fake_quant(self, inputs, low, high):
         """`inputs` fake-quantized to [low, high], made symmetric around 0 for the 16x8 scheme."""
