@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import debias, dense_gradient, rectification
+from tfopt.optimizers._common import FusedUpdateStep, debias, dense_gradient, rectification
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class AdaBelief(keras.optimizers.Optimizer):
+class AdaBelief(FusedUpdateStep, keras.optimizers.Optimizer):
     """AdaBelief: divides the momentum by the spread of gradients around it, not by their magnitude.
 
     The update rule of the authors' PyTorch package (adabelief-pytorch 0.2.x) for a variable `w` with gradient `g`

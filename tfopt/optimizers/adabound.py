@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import SwitchableDecay, debias, dense_gradient
+from tfopt.optimizers._common import FusedUpdateStep, SwitchableDecay, debias, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class AdaBound(SwitchableDecay, keras.optimizers.Optimizer):
+class AdaBound(FusedUpdateStep, SwitchableDecay, keras.optimizers.Optimizer):
     """AdaBound: Adam early, SGD with rate `final_lr` late, by clipping each element's step size between bounds.
 
     The update rule for a variable `w` with gradient `g` at step `t` (from 1), with the learning rate `lr_t`:

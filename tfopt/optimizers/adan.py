@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import DecayInUpdateRule, debias, dense_gradient
+from tfopt.optimizers._common import DecayInUpdateRule, FusedUpdateStep, debias, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class Adan(DecayInUpdateRule, keras.optimizers.Optimizer):
+class Adan(FusedUpdateStep, DecayInUpdateRule, keras.optimizers.Optimizer):
     """Adan: Nesterov momentum estimated from the gradient and its change, scaled by the second moment of both.
 
     The update rule of the authors' PyTorch implementation for a variable `w` with gradient `g` at step `t`

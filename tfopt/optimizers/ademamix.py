@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import debias, dense_gradient
+from tfopt.optimizers._common import FusedUpdateStep, debias, dense_gradient
 
 
 def _half_life(beta):
@@ -15,7 +15,7 @@ def _half_life(beta):
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class AdEMAMix(keras.optimizers.Optimizer):
+class AdEMAMix(FusedUpdateStep, keras.optimizers.Optimizer):
     """AdEMAMix: Adam whose momentum adds `alpha` times a slow EMA of the gradients, which remembers ~1e4 steps.
 
     The update rule of the authors' PyTorch implementation for a variable `w` with gradient `g` at step `t`

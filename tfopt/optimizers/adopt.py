@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import SwitchableDecay, dense_gradient
+from tfopt.optimizers._common import FusedUpdateStep, SwitchableDecay, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class ADOPT(SwitchableDecay, keras.optimizers.Optimizer):
+class ADOPT(FusedUpdateStep, SwitchableDecay, keras.optimizers.Optimizer):
     """ADOPT: the gradient is divided by the second moment of the steps before it, then clipped, then averaged.
 
     The update rule for a variable `w` with gradient `g` at step `t` (from 1):

@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import DecayInUpdateRule, debias, dense_gradient
+from tfopt.optimizers._common import DecayInUpdateRule, FusedUpdateStep, debias, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class LaProp(DecayInUpdateRule, keras.optimizers.Optimizer):
+class LaProp(FusedUpdateStep, DecayInUpdateRule, keras.optimizers.Optimizer):
     """LaProp: RMSProp's normalised gradient, averaged with momentum, which separates momentum from adaptivity.
 
     The update rule for a variable `w` with gradient `g` at step `t` (from 1), with the learning rate `lr_t`:

@@ -6,11 +6,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import DecayInUpdateRule, dense_gradient
+from tfopt.optimizers._common import DecayInUpdateRule, FusedUpdateStep, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class MADGRAD(DecayInUpdateRule, keras.optimizers.Optimizer):
+class MADGRAD(FusedUpdateStep, DecayInUpdateRule, keras.optimizers.Optimizer):
     """MADGRAD: dual averaging from the first weights `w0`, scaled by the cube root of the summed squared gradients.
 
     The update rule for a variable `w` with gradient `g` at step `k` (from 0):

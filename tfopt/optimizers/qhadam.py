@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import SwitchableDecay, debias, dense_gradient
+from tfopt.optimizers._common import FusedUpdateStep, SwitchableDecay, debias, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QHAdam(SwitchableDecay, keras.optimizers.Optimizer):
+class QHAdam(FusedUpdateStep, SwitchableDecay, keras.optimizers.Optimizer):
     """QHAdam: Adam whose step averages each bias-corrected moment with the current gradient (weights `nu`).
 
     The update rule for a variable `w` with gradient `g` at step `t` (from 1):

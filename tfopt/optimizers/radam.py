@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import SwitchableDecay, debias, dense_gradient, rectification
+from tfopt.optimizers._common import FusedUpdateStep, SwitchableDecay, debias, dense_gradient, rectification
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class RAdam(SwitchableDecay, keras.optimizers.Optimizer):
+class RAdam(FusedUpdateStep, SwitchableDecay, keras.optimizers.Optimizer):
     """Rectified Adam: Adam without its early steps' variance, an automatic warm-up of the adaptive rate.
 
     The update rule of PyTorch's `torch.optim.RAdam` for a variable `w` with gradient `g` at step `t` (from 1):

@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import DecayInUpdateRule, debias, dense_gradient
+from tfopt.optimizers._common import DecayInUpdateRule, FusedUpdateStep, debias, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class StableAdamW(DecayInUpdateRule, keras.optimizers.Optimizer):
+class StableAdamW(FusedUpdateStep, DecayInUpdateRule, keras.optimizers.Optimizer):
     """StableAdamW: AdamW with AdaFactor's update clipping, per variable, against loss spikes.
 
     The update rule for a variable `w` with gradient `g` at step `t` (from 1); the moments are kept bias-corrected

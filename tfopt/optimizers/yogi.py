@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import adam_bias_correction, dense_gradient
+from tfopt.optimizers._common import FusedUpdateStep, adam_bias_correction, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class Yogi(keras.optimizers.Optimizer):
+class Yogi(FusedUpdateStep, keras.optimizers.Optimizer):
     """Yogi: Adam whose second moment moves by at most `(1 - beta_2) * g**2` per step, towards `g**2`.
 
     Adam's `v` forgets its past multiplicatively and can grow its effective rate fast when gradients become rare;
