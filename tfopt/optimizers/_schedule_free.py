@@ -5,7 +5,8 @@ import tensorflow as tf
 from keras import ops
 
 from tfopt import _compat
-from tfopt.optimizers._common import DecayInUpdateRule, update_all_variables_at_once
+from tfopt.optimizers._common import DecayInUpdateRule
+from tfopt.optimizers._fused import update_all_variables_at_once
 
 # The averaging state, shared by all variables as in the reference's parameter group: the largest rate so far and
 # the sum of the averaging weights.
@@ -36,7 +37,7 @@ class ScheduleFree(DecayInUpdateRule):
         self._holds_x = self.add_variable((len(var_list),), "zeros", "float32", name="schedule_free_holds_x")
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
-        """One `_step` over all variables (`_common.update_all_variables_at_once`)."""
+        """One `_step` over all variables (`_fused.update_all_variables_at_once`)."""
         update_all_variables_at_once(distribution, self._averaging, grads_and_vars, learning_rate, self._step)
 
     def _step(self, grads, variables, learning_rate):

@@ -6,7 +6,8 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import FusedUpdateStep, debias, dense_gradient
+from tfopt.optimizers._common import debias, dense_gradient
+from tfopt.optimizers._fused import FusedUpdateStep
 
 
 def _half_life(beta):

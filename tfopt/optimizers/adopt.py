@@ -4,7 +4,8 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import FusedUpdateStep, SwitchableDecay, dense_gradient
+from tfopt.optimizers._common import SwitchableDecay, dense_gradient
+from tfopt.optimizers._fused import FusedUpdateStep
 
 
 @keras.saving.register_keras_serializable(package="tfopt")

@@ -6,7 +6,8 @@ import keras
 from keras import ops
 
 from tfopt import _checks, _compat
-from tfopt.optimizers._common import DecayInUpdateRule, debias, dense_gradient, update_all_variables_at_once
+from tfopt.optimizers._common import DecayInUpdateRule, debias, dense_gradient
+from tfopt.optimizers._fused import update_all_variables_at_once
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -128,7 +129,7 @@ class DAdaptAdam(DecayInUpdateRule, keras.optimizers.Optimizer):
         self._numerator = self.add_variable((), "zeros", "float32", name="d_numerator")
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
-        """One `_step` over all variables (`_common.update_all_variables_at_once`)."""
+        """One `_step` over all variables (`_fused.update_all_variables_at_once`)."""
         update_all_variables_at_once(distribution, self._d, grads_and_vars, learning_rate, self._step)
 
     def _step(self, grads, variables, learning_rate):
