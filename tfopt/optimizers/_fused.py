@@ -23,7 +23,8 @@ class FusedUpdateStep:
     variable into one loop. The update rule and its numbers are those of `update_step`.
 
     Measured with `benchmarks/optimizers.py` (step time ÷ Adam's on the 1M-weight MLP, two runs): Adan 1.36-1.38
-    unfused, 1.08-1.12 fused; RAdam 1.11-1.12 -> 0.83-0.84. The optimizers that ran slower fused keep Keras's
+    unfused, 1.08-1.12 fused; RAdam 1.11-1.12 -> 0.83-0.84; DAdaptAdam (through `update_all_variables_at_once`)
+    1.29-1.35 -> 1.21-1.22. The optimizers that ran slower fused keep Keras's
     per-variable step: AdamP and SGDP (2.7-3.0), MARS (1.22), LARS and NovoGrad.
     """
 
@@ -61,8 +62,7 @@ def update_all_variables_at_once(distribution, anchor, grads_and_vars, learning_
 def _fused_step(step, variables, anchor_on_device):
     """`step` over `variables` as one XLA-compiled function, traced once per device (`anchor_on_device` is the
     anchor's copy there) and set of variables, and kept by the optimizer. Inside a model compiled with
-    `jit_compile=True` it is inlined. DAdaptAdam's step on the 1M-weight MLP: 1.29-1.35x Adam's unfused,
-    1.20-1.25x fused (`benchmarks/optimizers.py`, four runs).
+    `jit_compile=True` it is inlined.
     """
     optimizer = step.__self__
     compiled = optimizer.__dict__.setdefault("_fused_steps", {})  # not a Keras-tracked attribute
