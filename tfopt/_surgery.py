@@ -16,6 +16,7 @@ Example:
 """
 
 import dataclasses
+import tempfile
 
 import keras
 
@@ -83,6 +84,20 @@ def masked_constraint(mask, constraint, shape=None):
     return apply
 
 
+def carry_state(source, target):
+    """Puts into `target`, a built copy of `source` (either Keras), the state `source` keeps beside its weights, the
+    way `.keras` saving carries it: `save_own_variables` (an adapted Normalization's mean and variance, which
+    `set_weights` leaves unused until `finalize_state()`; a tf-idf lookup's idf weights), then `save_assets` (an
+    adapted lookup's or TextVectorization's vocabulary)."""
+    store = {}
+    source.save_own_variables(store)
+    target.load_own_variables(store)
+    if hasattr(source, "save_assets"):
+        with tempfile.TemporaryDirectory() as folder:
+            source.save_assets(folder)
+            target.load_assets(folder)
+
+
 class WeightFills:
     """Weights to put into the layers of a copy once it is built: `fills.apply()` after the copy exists."""
 
@@ -91,18 +106,21 @@ class WeightFills:
 
     def add(self, target, weights):
         """Fills `target` with the arrays `weights` (in `target.weights` order) on `apply`."""
-        self._pending.append((target, weights))
+        self._pending.append((target, weights, None))
 
     def copy(self, layer):
-        """A copy of `layer` that will receive `layer`'s weights (a `keras.ops` operation: itself)."""
+        """A copy of `layer` that will receive `layer`'s weights and the rest of its state (`carry_state`) on
+        `apply` (a `keras.ops` operation: itself)."""
         duplicate = copy_layer(layer)
         if duplicate is not layer:
-            self.add(duplicate, layer.get_weights())
+            self._pending.append((duplicate, layer.get_weights(), layer))
         return duplicate
 
     def apply(self):
-        for target, weights in self._pending:
+        for target, weights, source in self._pending:
             target.set_weights(weights)
+            if source is not None:
+                carry_state(source, target)
 
 
 def clone_with(model, replace):
