@@ -60,6 +60,18 @@ def test_evaluate_takes_integer_and_one_hot_labels_and_keras_metrics(tiny):
     assert mae["mean_absolute_error"] == pytest.approx(np.mean(np.abs(np.asarray(model(x)))), rel=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["keras", "tflite"])
+def test_evaluate_thresholds_a_single_sigmoid_output_as_classification_does(kind):
+    sigmoid = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones")
+    model = keras.Sequential([keras.Input((1,)), sigmoid])
+    subject = model if kind == "keras" else export.to_tflite(model)
+    x = np.array([[-3.0], [-2.0], [2.0], [3.0]], "float32")  # probabilities 0.05, 0.12, 0.88, 0.95
+    labels = np.array([0, 1, 1, 1])  # 3 of 4 right at 0.5 (an argmax over one output would score 0.25)
+    assert export.evaluate(subject, x, labels) == pytest.approx({"accuracy": 0.75})
+    assert export.evaluate(subject, x, labels[:, None]) == pytest.approx({"accuracy": 0.75})
+    assert export.evaluate(subject, x, labels, task="classification")["accuracy"] == pytest.approx(0.75)
+
+
 def test_evaluate_refuses_an_unknown_metric(tiny):
     with pytest.raises(ValueError, match="`metrics` must be \"accuracy\" or Keras metrics.*'acuracy'"):
         export.evaluate(tiny[1], tiny[2], np.zeros(10), metrics=["acuracy"])

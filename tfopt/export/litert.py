@@ -154,9 +154,8 @@ def _run_batches(runner, x, batch_size, owner):
 
 
 def _accuracy(y, predictions):
-    y = np.asarray(y)
-    labels = np.argmax(y, axis=-1) if y.shape == predictions.shape else y.reshape(len(y))
-    return float(np.mean(np.argmax(predictions, axis=-1) == labels))
+    """The accuracy `task="classification"` reports: the classes of `metrics_module.confusion`."""
+    return metrics_module.classification(metrics_module.confusion(y, predictions, "evaluate"))["accuracy"]
 
 
 def _metric(metric):
@@ -208,8 +207,9 @@ def _single_output(owner, outputs):
 def evaluate(model_or_tflite, x, y, task=None, metrics=None, batch_size=32, num_threads=None):
     """Scores a Keras model, or a TFLite model with the LiteRT interpreter, on `(x, y)`.
 
-    Without a `task`, returns `metrics` (default "accuracy"). "accuracy" compares the argmax of the outputs with
-    integer labels or with the argmax of one-hot `y`; other entries are anything `keras.metrics.get` takes ("mae",
+    Without a `task`, returns `metrics` (default "accuracy"). "accuracy" compares the predicted class (the argmax of
+    several outputs, a single output thresholded at 0.5) with integer labels or with the argmax of one-hot `y`, as
+    `task="classification"` does; other entries are anything `keras.metrics.get` takes ("mae",
     `keras.metrics.AUC()`, ...), applied to the float outputs. `task="classification"` adds precision, recall and F1
     per class and macro (a single output is a probability, thresholded at 0.5; a class never predicted has
     precision 0); `task="regression"` the mean squared error, its root and the mean absolute error.
