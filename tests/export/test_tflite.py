@@ -90,6 +90,36 @@ def test_representative_data_forms_give_a_full_integer_model(make_data):
     assert len(dense) == 2 and all(op.inputs[:2] == ("int8", "int8") and op.outputs == ("int8",) for op in dense)
 
 
+def token_model():
+    """int32 token ids -> Embedding -> mean over the sequence -> Dense."""
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((6,), dtype="int32")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(20, 8)(tokens))
+    return keras.Model(tokens, keras.layers.Dense(3)(pooled))
+
+
+def test_int8_of_a_model_with_integer_inputs_calibrates_on_its_ids():
+    model = token_model()
+    ids = np.random.default_rng(0).integers(0, 20, size=(50, 6))
+    flatbuffer = export.to_tflite(model, "int8", representative_data=ids)
+    dense = export.inspect(flatbuffer).ops_of("FULLY_CONNECTED")
+    assert len(dense) == 1 and dense[0].inputs[:2] == ("int8", "int8")
+    expected = model.predict(ids, verbose=0)
+    np.testing.assert_allclose(export.predict(flatbuffer, ids), expected, atol=0.05 * np.abs(expected).max())
+
+
+def test_representative_data_an_integer_input_cannot_hold_is_refused():
+    with pytest.raises(ValueError, match="`representative_data` must be integers for the model's int32 input.*float"):
+        export.to_tflite(token_model(), "int8", representative_data=np.full((8, 6), 1.5))
+
+
+def test_int8_calibration_of_a_two_input_model_is_refused_up_front():
+    a, b = keras.Input((3,)), keras.Input((3,))
+    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Add()([a, b])))
+    with pytest.raises(ValueError, match="`model` must be a model with one input .*<model with 2 inputs>"):
+        export.to_tflite(model, "int8", representative_data=np.random.rand(10, 3))
+
+
 def unconvertible_model():
     """A model with an op TFLite has no int8 kernel for: its full-integer conversion fails."""
     keras.utils.set_random_seed(0)

@@ -21,20 +21,31 @@ def _batches(data):
     return (np.asarray(item[0] if isinstance(item, (tuple, list)) else item) for item in data)
 
 
-def calibration_samples(data, input_shape, limit=MAX_SAMPLES):
-    """Up to `limit` float32 samples of shape `(1, *input_shape[1:])` taken from `data`.
+def _as_dtype(batch, dtype):
+    """`batch` cast to the model input's `dtype`; values an integer input can't hold exactly are refused."""
+    exact = not np.issubdtype(dtype, np.integer) or (
+        np.issubdtype(batch.dtype, np.number) and np.array_equal(batch, batch.astype(dtype)))
+    _checks.satisfies(_OWNER, "representative_data", f"<batch of dtype {batch.dtype}>", exact,
+                      f"integers for the model's {dtype} input")
+    return batch.astype(dtype)
+
+
+def calibration_samples(data, input_shape, dtype="float32", limit=MAX_SAMPLES):
+    """Up to `limit` samples of shape `(1, *input_shape[1:])` and the model input's `dtype`, taken from `data`.
 
     A batch is recognised by its rank (the model input's rank, batch axis included); an element one rank lower is
     one sample. `(x, y)` pairs give their `x`.
 
     Example:
     >>> import numpy as np
-    >>> len(calibration_samples(np.zeros((300, 4)), (None, 4)))
-    200
+    >>> samples = calibration_samples(np.zeros((300, 4)), (None, 4), "int32")
+    >>> len(samples), samples[0].dtype
+    (200, dtype('int32'))
     """
+    dtype = np.dtype(dtype)
     samples = []
     for batch in _batches(data):
-        batch = batch.astype("float32")
+        batch = _as_dtype(batch, dtype)
         if batch.ndim == len(input_shape) - 1:
             batch = batch[np.newaxis]
         expected = tuple(input_shape[1:])

@@ -101,6 +101,10 @@ def _check_arguments(model, quantization, representative_data, int8_io, scheme, 
             'given for quantization="int8" of a model that is not quantization-aware (calibration inputs, e.g. '
             "100-200 training samples)",
         )
+        inputs = len(model.inputs)
+        _checks.satisfies(_OWNER, "model", f"<model with {inputs} inputs>", inputs == 1,
+                          'a model with one input for quantization="int8" with `representative_data` (its '
+                          "calibration batches feed one input)")
         return
     _checks.satisfies(_OWNER, "representative_data", representative_data, representative_data is None,
                       "None for a quantization-aware model: its ranges were learned in training")
@@ -126,7 +130,9 @@ def _converter(model, quantization, representative_data, int8_io, scheme):
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8" and representative_data is not None:  # else a QAT model: ranges from fake-quant ops
-        samples = _data.calibration_samples(representative_data, tuple(model.inputs[0].shape))
+        model_input = model.inputs[0]
+        dtype = getattr(model_input.dtype, "as_numpy_dtype", model_input.dtype)  # a tf.DType in tf_keras
+        samples = _data.calibration_samples(representative_data, tuple(model_input.shape), dtype)
         converter.representative_dataset = lambda: ([sample] for sample in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if quantization == "int8" and scheme == "16x8":
@@ -161,8 +167,9 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
         model: a Keras 3 model, or a tf_keras model in a process run with `TF_USE_LEGACY_KERAS=1`. Single input.
         quantization: None, "float16", "dynamic" or "int8". Defaults to None (float32).
         representative_data: inputs to calibrate "int8" on: a NumPy array of samples, a `tf.data.Dataset` (batched
-            or not, of `x` or `(x, y)`), an iterable or a callable returning an iterator of batches. Up to 200
-            samples are used. Defaults to None.
+            or not, of `x` or `(x, y)`), an iterable or a callable returning an iterator of batches, for a model
+            with one input; cast to that input's dtype (token ids for an int32 input). Up to 200 samples are used.
+            Defaults to None.
         path: if given, the file to write; it is written atomically (temporary file, then rename). Under a
             multi-worker strategy only the chief writes it (`tfopt.distribute.is_chief`). Defaults to None.
         int8_io: makes the input and output tensors int8 (only with "int8"); `tfopt.export.predict` still takes and
