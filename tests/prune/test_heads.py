@@ -134,3 +134,34 @@ def test_two_replicas_drop_the_heads_and_weights_of_one_device(mirrored_strategy
     for a, b in zip(replicated.get_weights(), single.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert np.sum(replicated.get_layer("prune_low_magnitude_attention").mask) == 2
+
+
+def _nested(*layers):
+    """A Sequential on 4 inputs whose only layer is a nested Sequential 'block' of `layers`."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4,)), keras.Sequential([keras.Input((4,)), *layers], name="block")])
+
+
+def test_shrink_finds_the_readers_of_a_dense_inside_a_nested_model():
+    nested = _nested(keras.layers.Dense(8, activation="sigmoid", name="hidden"), keras.layers.Dense(2, name="head"))
+    pruned = tprune.prune_low_magnitude(nested, tprune.ConstantSparsity(0.5, 0, frequency=1), structure="channel",
+                                        layers="hidden")
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    pruned.compile(keras.optimizers.Adam(1e-2), "mse")
+    pruned.fit(x, x[:, :2], verbose=0, callbacks=[tprune.UpdatePruningStep()])
+    shrunk = tprune.strip_pruning(pruned, shrink=True)
+    block = shrunk.get_layer("block")
+    assert block.get_layer("hidden").units == 4 and block.get_layer("head").kernel.shape == (4, 2)
+    np.testing.assert_allclose(shrunk.predict(x, verbose=0), pruned.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_shrink_refuses_a_dense_that_is_a_nested_models_output():
+    pruned = tprune.prune_low_magnitude(_nested(keras.layers.Dense(8, name="logits")),
+                                        tprune.ConstantSparsity(0.5, 0, frequency=1), structure="channel")
+    with pytest.raises(ValueError) as raised:
+        tprune.strip_pruning(pruned, shrink=True)
+    assert str(raised.value) == (
+        "strip_pruning: argument `shrink` must be False when a \"channel\"-pruned Dense is read by anything but Dense "
+        "layers (each called once): layer 'logits' (Dense) is read by the output of nested model 'block'. "
+        "Received: shrink=True"
+    )

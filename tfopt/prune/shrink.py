@@ -48,9 +48,10 @@ def _removed_unit_outputs(inner, weights, removed):
     return np.asarray(keras.activations.get(inner.activation)(keras.ops.convert_to_tensor(bias)))
 
 
-def _plan_units(wrapper, graph, edits):
+def _plan_units(wrapper, graph, edits, nested_in=None):
     """Records which units a "channel"-pruned Dense keeps, and folds what the removed ones output into the biases
-    of the Dense layers reading it."""
+    of the Dense layers reading it. `graph` is that of the model calling it: `nested_in` names it unless it is the
+    top-level model."""
     parts = _dense_parts(wrapper)
     if parts is None:
         _fail(f"False for a model pruned by \"channel\" in {_describe(wrapper)}: shrink removes the pruned units of "
@@ -61,7 +62,8 @@ def _plan_units(wrapper, graph, edits):
     readers = graph.readers.get(id(wrapper), [])
     for reader in readers:
         if reader is None or _dense_parts(reader) is None or graph.call_count(reader) != 1:
-            read_by = "the model's output" if reader is None else _describe(reader)
+            output = "the model's output" if nested_in is None else f"the output of nested model '{nested_in}'"
+            read_by = output if reader is None else _describe(reader)
             _fail(f"False when a \"channel\"-pruned Dense is read by anything but Dense layers (each called once): "
                   f"{_describe(wrapper)} is read by {read_by}")
     edits.setdefault(id(wrapper), _DenseEdit(wrapper)).units = kept
@@ -93,14 +95,18 @@ def _shrunk_dense(edit):
 
 def shrink_plan(model):
     """`{id(layer): (new layer, its weights)}` for every layer of a pruned Keras 3 model that shrinking changes:
-    each `PruneHeads` and each "channel"-pruned Dense with its readers. Raises for a channel-pruned layer it can't
-    remove units from."""
-    graph = _surgery.trace(_surgery.as_functional(model))
+    each `PruneHeads` and each "channel"-pruned Dense with its readers, found in the (nested) model calling it.
+    Raises for a channel-pruned layer it can't remove units from."""
     plan, edits = {}, {}
     for wrapper in pruned_layers(model):
         if isinstance(wrapper, PruneHeads):
             plan[id(wrapper)] = shrink_attention(wrapper)
-        elif wrapper.structure == "channel":
-            _plan_units(wrapper, graph, edits)
+    for container in _surgery.layers(model, containers=True):
+        channel = [layer for layer in getattr(container, "layers", ())
+                   if isinstance(layer, PruneLowMagnitude) and layer.structure == "channel"]
+        if channel:
+            graph = _surgery.trace(_surgery.as_functional(container))
+            for wrapper in channel:
+                _plan_units(wrapper, graph, edits, None if container is model else container.name)
     plan.update({key: _shrunk_dense(edit) for key, edit in edits.items()})
     return plan

@@ -31,7 +31,8 @@ def strip_pruning(model, shrink=False):
     Args:
         model: a Keras 3 model from `tfopt.prune.prune_low_magnitude` (or a tf_keras model pruned by tfmot).
         shrink: whether to remove pruned heads and Dense units. Every "channel"-pruned layer must then be a Dense
-            read only by Dense layers (else a ValueError says which). Defaults to `False`.
+            read only by Dense layers of the (nested) model calling it, not by that model's output (else a
+            ValueError says which). Defaults to `False`.
 
     Example:
 
