@@ -1,6 +1,8 @@
 """`prune_low_magnitude` on Keras 3 models: exact zeros under Adam, the schedule's steps, jit_compile, a 2-replica
 MirroredStrategy, `.keras` save/load and BackupAndRestore mid-training, structures, layer choice, and its errors."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -249,6 +251,27 @@ def test_channel_structure_zeroes_whole_embedding_features_and_einsum_output_uni
     assert sorted(np.all(kernel == 0, axis=0).tolist()) == [False] * 4 + [True] * 4
 
 
+def test_a_keras_mask_passes_through_pruned_layers():
+    """Embedding(mask_zero=True) -> Dense -> GlobalAveragePooling1D, both pruned: the pooling still averages the
+    real tokens only, and Keras does not warn that a wrapper destroys the mask."""
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((5,), dtype="int32")
+    features = keras.layers.Dense(4, name="dense")(keras.layers.Embedding(10, 4, mask_zero=True, name="emb")(ids))
+    model = keras.Model(ids, keras.layers.GlobalAveragePooling1D()(features))
+    tokens = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0]])
+    real_mean = [np.asarray(keras.Model(ids, features)(tokens))[row, :count].mean(0) for row, count in ((0, 2), (1, 1))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruned = tprune.prune_low_magnitude(model, tprune.ConstantSparsity(0.5, begin_step=0))
+        outputs = pruned.predict(tokens, verbose=0)
+    assert [layer.layer.name for layer in tprune.wrapper.pruned_layers(pruned)] == ["emb", "dense"]
+    assert not [str(warning.message) for warning in caught if "mask" in str(warning.message)]
+    np.testing.assert_allclose(outputs, real_mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(outputs, model.predict(tokens, verbose=0))
+    embedding = pruned.get_layer("prune_low_magnitude_emb")
+    np.testing.assert_array_equal(embedding.compute_mask(tokens), tokens != 0)  # as Embedding's own
+
+
 def test_n_of_m_groups_a_dense_like_einsum_along_its_input_axis():
     inputs = keras.Input((8,))
     model = keras.Model(inputs, keras.layers.EinsumDense("ab,bc->ac", output_shape=4, name="proj")(inputs))
@@ -293,6 +316,12 @@ def model_of(*layers, inputs=(6,)):
     return keras.Sequential([keras.Input(inputs), *layers])
 
 
+def calling_twice(layer):
+    """A model on 6 inputs calling `layer` twice in a row."""
+    inputs = keras.Input((6,))
+    return keras.Model(inputs, layer(layer(inputs)))
+
+
 SCHEDULE = tprune.ConstantSparsity(0.5, begin_step=0)
 
 
@@ -323,9 +352,17 @@ SCHEDULE = tprune.ConstantSparsity(0.5, begin_step=0)
          "argument `schedule` must be a ConstantSparsity or PolynomialDecay. Received: schedule=0.5"),
         (lambda: tprune.prune_low_magnitude(model_of(keras.layers.Dense(2)), SCHEDULE, layers=[3]), TypeError,
          "argument `layers` must be a layer class, a layer name, a function layer -> bool, or a list of them"),
+        (lambda: tprune.prune_low_magnitude(calling_twice(keras.layers.Dense(6, name="shared")), SCHEDULE),
+         ValueError, "argument `layers` must be a choice of layers the model calls once each, but it calls layer "
+                     "'shared' (Dense) 2 times, and each call would advance its pruning schedule by a step: leave it "
+                     "out. Received: layers=None"),
+        (lambda: tprune.prune_low_magnitude(calling_twice(model_of(keras.layers.Dense(6, name="inner"))), SCHEDULE,
+                                            layers="inner"),
+         ValueError, "but it calls layer 'inner' (Dense) 2 times"),
     ],
     ids=["nothing-prunable", "nothing-chosen", "unknown-name", "n-m-does-not-divide", "n-m-on-depthwise",
-         "malformed-structure", "unbuilt", "not-a-model", "subclassed", "not-a-schedule", "bad-layers"],
+         "malformed-structure", "unbuilt", "not-a-model", "subclassed", "not-a-schedule", "bad-layers", "shared-layer",
+         "shared-nested-model"],
 )
 def test_errors(call, error, message):
     with pytest.raises(error) as raised:

@@ -35,6 +35,20 @@ def _select(model, structure, layers):
     return _layers.choose_layers(candidates, structure, layers, kernel_of, described)
 
 
+def _check_called_once(model, chosen, layers, times=1):
+    """Raises for a chosen layer called more than once per call of `model` (a shared layer, or one inside a nested
+    model called more than once): each call would advance its pruning step."""
+    graph = _surgery.trace(_surgery.as_functional(model))
+    for layer in model.layers:
+        count = times * graph.call_count(layer)
+        _checks.satisfies(_OWNER, "layers", layers, id(layer) not in chosen or count <= 1,
+                          f"a choice of layers the model calls once each, but it calls layer '{layer.name}' "
+                          f"({type(layer).__name__}) {count} times, and each call would advance its pruning "
+                          "schedule by a step: leave it out")
+        if _surgery.graph_kind(layer):
+            _check_called_once(layer, chosen, layers, count)
+
+
 def prune_low_magnitude(model, schedule, structure=None, layers=None):
     """Returns a copy of `model` whose chosen layers zero their smallest weights as training goes.
 
@@ -68,7 +82,8 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
     are its (channel, multiplier) pairs), `embeddings` of Embedding (filters: feature columns),
     `pointwise_kernel` of SeparableConv1D/2D (their depthwise kernel holds few weights; tfmot leaves it too), and
     the projection kernels of MultiHeadAttention (`tfopt.prune.PruneAttention`).
-    Biases stay dense. A tf_keras model is handed to tfmot.
+    Biases stay dense. A layer the model calls more than once (shared, or in a nested model called more than once)
+    can't be chosen: each call would advance its schedule. A tf_keras model is handed to tfmot.
 
     Args:
         model: a Keras 3 Sequential or Functional model (or a tf_keras model, pruned by tfmot).
@@ -95,6 +110,7 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
         return _tfmot.prune_low_magnitude(model, schedule, structure, layers)
     _surgery.check_copyable(_OWNER, model)
     chosen = {id(layer) for layer in _select(model, structure, layers)}
+    _check_called_once(model, chosen, layers)
 
     def wrap(layer):
         if id(layer) not in chosen:

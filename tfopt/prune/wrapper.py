@@ -16,8 +16,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     """Prunes the kernel of the layer it wraps by magnitude, on a schedule, inside the training step.
 
     `tfopt.prune.prune_low_magnitude` puts it around the layers it prunes; it is public for `isinstance` checks
-    and for loading saved models. It owns two non-trainable variables, saved with the model: `mask` (0. or 1.,
-    shaped as the kernel) and `pruning_step` (its training calls so far: one per batch in `fit`). In each of them:
+    and for loading saved models. It carries Keras masks on as the layer it wraps does. It owns two non-trainable
+    variables, saved with the model: `mask` (0. or 1., shaped as the kernel) and `pruning_step` (its training calls
+    so far: one per batch in `fit`, as `prune_low_magnitude` refuses a layer the model calls more than once). In
+    each of them:
 
     ```python
     pruning_step += 1                                  # 1 in the first training batch, as tfmot
@@ -43,6 +45,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         kernel = self._describe(layer)
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, autocast=False, **kwargs)  # reads and writes the float32 kernel in any policy
+        self.supports_masking = layer.supports_masking
         if isinstance(schedule, dict):
             schedule = keras.saving.deserialize_keras_object(schedule)
         self.schedule = _checks.instance(_OWNER, "schedule", schedule, PruningSchedule, "a tfopt.prune schedule")
@@ -117,6 +120,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def call(self, inputs, training=None):
         self._advance(training)
         return self.layer(inputs)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return self.layer.compute_mask(inputs, previous_mask)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
