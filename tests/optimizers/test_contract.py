@@ -159,6 +159,19 @@ def test_fit_lowers_the_loss(optimizer_case):
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
+def test_gradient_accumulation_equals_the_larger_batch(optimizer_case):
+    """`gradient_accumulation_steps=2` over batches of 8 takes the steps of batches of 16."""
+    _, make, _ = optimizer_case
+    models = []
+    for batch_size, arguments in ((8, dict(gradient_accumulation_steps=2)), (16, {})):
+        model = _mlp()
+        model.compile(make(**arguments), "mse")
+        x, y = _data()
+        model.fit(x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0)
+        models.append(model)
+    _assert_weights_close(*models, rtol=1e-4, atol=1e-5)
+
+
 # XLA's eigensolver and QR differ from TensorFlow's kernels by float32 rounding, which SOAP's 1 / sqrt(v) and Shampoo's
 # inverse roots magnify.
 JIT_TOLERANCE = {"SOAP": dict(rtol=1e-4, atol=1e-5), "Shampoo": dict(rtol=1e-4, atol=1e-5)}

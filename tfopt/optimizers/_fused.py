@@ -30,7 +30,7 @@ class FusedUpdateStep:
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         """One `_update_each` over all variables (overrides a hook of Keras's TF optimizer)."""
-        update_all_variables_at_once(distribution, self.iterations, grads_and_vars, learning_rate, self._update_each)
+        update_all_variables_at_once(distribution, self._iterations, grads_and_vars, learning_rate, self._update_each)
 
     def _update_each(self, grads, variables, learning_rate):
         for gradient, variable in zip(grads, variables, strict=True):

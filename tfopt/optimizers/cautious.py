@@ -43,8 +43,8 @@ class Cautious(OptimizerWrapper):
     The mask is taken against the gradient handed to the wrapper, summed over the replicas under a `tf.distribute`
     strategy as the inner optimizer sums it (clipping in the inner optimizer keeps its signs).
     With the inner optimizer's `gradient_accumulation_steps`, the mask of an accumulated step compares it with the
-    last micro-batch's gradient. The learning rate, `iterations` and the variables are the inner optimizer's, as in
-    `LossScaleOptimizer`; the wrapper has no state of its own.
+    accumulated gradient, the one the inner optimizer steps with. The learning rate, `iterations` and the variables
+    are the inner optimizer's, as in `LossScaleOptimizer`; the wrapper has no state of its own.
 
     Args:
         inner_optimizer: the `keras.optimizers.Optimizer` taking the steps: any of Keras's, tfopt's, or another
@@ -70,7 +70,7 @@ class Cautious(OptimizerWrapper):
 
     def _wrapped_apply(self, grads, trainable_variables):
         pairs = [(g, v) for g, v in zip(grads, trainable_variables) if g is not None]
-        signs = replica_sum([dense_gradient(g, v.dtype) for g, v in pairs])  # as the inner optimizer sums them
+        signs = replica_sum([self._stepped_gradient(g, v) for g, v in pairs])  # as the inner optimizer sums them
         before = [ops.copy(ops.convert_to_tensor(v)) for _, v in pairs]
         self.inner_optimizer.apply(grads, trainable_variables)
         for start, gradient, (_, variable) in zip(before, signs, pairs):
@@ -78,3 +78,12 @@ class Cautious(OptimizerWrapper):
             mask = ops.cast(step * gradient < 0, variable.dtype)
             scale = ops.cast(ops.size(mask), variable.dtype) / (ops.sum(mask) + 1)
             self.assign(variable, start + step * mask * scale)
+
+    def _stepped_gradient(self, gradient, variable):
+        """`gradient` dense, plus what the inner optimizer has accumulated for `variable` (its sign is the sign of
+        the accumulated step's gradient; between those steps the inner optimizer does not move `variable`)."""
+        gradient = dense_gradient(gradient, variable.dtype)
+        inner = self.inner_optimizer
+        if not getattr(inner, "gradient_accumulation_steps", None):
+            return gradient
+        return gradient + inner._accumulated_gradients[inner._get_variable_index(variable)]
