@@ -13,16 +13,17 @@ NAMES = ["bias", "kernel", "conv"]
 
 def torch_adabound(gradients, initial, lr, final_lr=1e-1, betas=(0.9, 0.999), gamma=1e-3, weight_decay=0.0,
                    weight_decouple=True, ams_bound=False, eps=1e-8, decayed=(True, True, True), rates=None,
-                   bounded=None):
+                   bounded=None, base_lr=None):
     """pytorch-optimizer 4.1.0 `AdaBound.step` with `_step_per_param` (`fixed_decay=False`, `adam_debias=False`,
     `BaseOptimizer.apply_ams_bound`), in float64. `rates` gives each step's `group['lr']` (a scheduler's);
-    `bounded`, a list, collects the fraction of elements whose step size the bounds clipped."""
+    `base_lr` the rate it was built with (`self.base_lrs`; default: the first of `rates`); `bounded`, a list,
+    collects the fraction of elements whose step size the bounds clipped."""
     beta1, beta2 = betas
     params = [x.astype("float64") for x in initial]
     exp_avg = [np.zeros_like(p) for p in params]
     exp_avg_sq = [np.zeros_like(p) for p in params]
     max_exp_avg_sq = [np.zeros_like(p) for p in params]
-    base_lr = rates[0] if rates else lr
+    base_lr = base_lr if base_lr is not None else rates[0] if rates else lr
     for step, grads in enumerate(gradients, start=1):
         lr = rates[step - 1] if rates else lr
         if base_lr == 0.0 and lr > 0.0:
@@ -92,6 +93,22 @@ def test_a_schedule_scales_the_bounds_from_the_first_positive_rate():
     rates = [float(schedule(step)) for step in range(60)]
     expected = torch_adabound(gradients, start, None, gamma=0.1, rates=rates)
     assert_all_close(run_keras_optimizer(AdaBound(schedule, gamma=0.1), start, gradients), expected)
+
+
+def test_after_a_warm_up_the_steps_are_pytorch_optimizers_with_the_peak_as_its_rate():
+    """Under a warm-up, pytorch-optimizer scales the bounds by the rate over the one it was built with (the peak);
+    with `base_lr` the largest rate so far, the steps from the peak on equal that (the warm-up's own steps differ:
+    compared here are the moves of the weights after it)."""
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([3, 6, 30], [1e-4, 1e-3, 1e-2, 5e-3])
+    rates = [float(schedule(step)) for step in range(60)]
+    peak = 7  # steps before the first at 1e-2 (iterations 7 to 30)
+    moves = []
+    for run in (lambda g: run_keras_optimizer(AdaBound(schedule, gamma=0.1), start, g),
+                lambda g: torch_adabound(g, start, None, gamma=0.1, rates=rates, base_lr=1e-2)):
+        after, at_peak = run(gradients), run(gradients[:peak])
+        moves.append([a - b for a, b in zip(after, at_peak, strict=True)])
+    assert_all_close(*moves)
 
 
 def authors_adabound(gradients, initial, lr=1e-3, betas=(0.9, 0.999), final_lr=0.1, gamma=1e-3, eps=1e-8,

@@ -1,6 +1,7 @@
 import math
 import re
 
+import keras
 import numpy as np
 import pytest
 from references import SHAPES, assert_all_close, gradient_sequence, initial_values, run_keras_optimizer
@@ -12,9 +13,10 @@ NAMES = ["bias", "kernel", "conv"]
 
 def torch_mars(gradients, initial, lr=3e-3, betas=(0.95, 0.99), gamma=0.025, mars_type="adamw", optimize_1d=False,
                lr_1d=3e-3, betas_1d=(0.9, 0.95), weight_decay=0.0, weight_decay_1d=1e-1, ams_bound=False, eps=1e-8,
-               decayed=(True, True, True)):
+               decayed=(True, True, True), rates=None):
     """pytorch-optimizer 4.1.0 `MARS.step`, its per-parameter branch (`optimize_mixed`, `optimize_1d`,
-    `weight_decouple=True`, `BaseOptimizer.apply_ams_bound`), in float64."""
+    `weight_decouple=True`, `BaseOptimizer.apply_ams_bound`), in float64. `lr` is the rate it is built with (which
+    fixes `lr_1d_factor`); `rates` gives each step's `group['lr']` (a scheduler's)."""
     params = [x.astype("float64") for x in initial]
     exp_avg = [np.zeros_like(p) for p in params]
     exp_avg_sq = [np.zeros_like(p) for p in params]
@@ -33,10 +35,11 @@ def torch_mars(gradients, initial, lr=3e-3, betas=(0.95, 0.99), gamma=0.025, mar
         return exp_avg[i] / de_nom
 
     for step, grads in enumerate(gradients, start=1):
+        rate = rates[step - 1] if rates else lr
         for i, grad in enumerate(grads):
             grad = grad.astype("float64")
             mixed = optimize_1d or grad.ndim >= 2
-            step_size = lr if mixed else lr * lr_1d_factor
+            step_size = rate if mixed else rate * lr_1d_factor
             if mixed:  # optimize_mixed
                 beta1, beta2 = betas
                 c_t = (grad - last_grad[i]) * (gamma * (beta1 / (1.0 - beta1))) + grad
@@ -84,6 +87,22 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables():
     expected = torch_mars(gradients, start, **torch_arguments(2e-2, weight_decay_1d=0.3), weight_decay=0.5,
                           decayed=(True, False, True))
     assert_all_close(run_keras_optimizer(optimizer, start, gradients, NAMES), expected)
+
+
+def test_after_a_warm_up_the_1d_steps_are_pytorch_optimizers_with_the_peak_as_its_rate():
+    """pytorch-optimizer fixes `lr_1d / lr` at construction (with the peak rate, under a warm-up scheduler); with
+    the largest rate so far in its place, the steps from the peak on equal that (compared: the moves after it)."""
+    gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([3, 6, 30], [1e-4, 1e-3, 1e-2, 5e-3])
+    rates = [float(schedule(step)) for step in range(60)]
+    peak = 7  # steps before the first at 1e-2 (iterations 7 to 30)
+    moves = []
+    hyper = dict(learning_rate_1d=4e-3, weight_decay_1d=0.0)  # decay would make the moves depend on the weights
+    for run in (lambda g: run_keras_optimizer(MARS(schedule, **hyper), start, g),
+                lambda g: torch_mars(g, start, **torch_arguments(learning_rate=1e-2, **hyper), rates=rates)):
+        after, at_peak = run(gradients), run(gradients[:peak])
+        moves.append([a - b for a, b in zip(after, at_peak, strict=True)])
+    assert_all_close(*moves, atol=5e-6)  # float32 rounding of 53 MARS steps on the conv kernel: ~1e-6
 
 
 def authors_mars(gradients, initial, lr=3e-3, betas=(0.95, 0.99), eps=1e-8, weight_decay=0.0, amsgrad=False,

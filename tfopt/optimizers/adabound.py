@@ -21,15 +21,19 @@ class AdaBound(FusedUpdateStep, SwitchableDecay, keras.optimizers.Optimizer):
         g = g + weight_decay * w                     # L2 penalty
     m = beta_1 * m + (1 - beta_1) * g
     v = beta_2 * v + (1 - beta_2) * g * g           # amsbound: v_max = maximum(v_max, v), used below
-    final = final_lr * lr_t / base_lr               # base_lr: the first rate > 0; a schedule scales both
+    final = final_lr * lr_t / base_lr               # base_lr: the largest rate yet; a schedule scales both
     lower, upper = final * (1 - 1 / (gamma * t + 1)), final * (1 + 1 / (gamma * t))
     step_size = lr_t * sqrt(1 - beta_2**t) / (1 - beta_1**t)
     w = w - clip(step_size / (sqrt(v + 1e-15) + epsilon), lower, upper) * m
     ```
 
     This is pytorch-optimizer 4.1.0's `AdaBound`, with its defaults (decoupled decay, `1e-15` under the square
-    root, `base_lr` the first rate > 0). The authors' `adabound.py` (Luolc/AdaBound at 2e928c3) differs in four
-    ways, the first two only with weight decay:
+    root). Its `base_lr` is the rate the optimizer was built with (the first rate > 0 if that is 0), which a
+    PyTorch scheduler then scales: under a warm-up, the peak. A Keras schedule has no such rate, so `base_lr` is the
+    largest rate so far: the same at a constant rate or under a schedule that starts at its peak; under a warm-up
+    the bounds stay at `final_lr` until the peak (instead of warming up too), and from there the steps are
+    pytorch-optimizer's with the peak as its rate. The authors' `adabound.py` (Luolc/AdaBound at 2e928c3) differs
+    in four ways, the first two only with weight decay:
 
     - their `AdaBound` adds an L2 penalty to the gradient: `decoupled_weight_decay=False` reproduces it;
     - their `AdaBoundW` subtracts `weight_decay * w` (the weights before the step), not scaled by the learning
@@ -122,7 +126,7 @@ class AdaBound(FusedUpdateStep, SwitchableDecay, keras.optimizers.Optimizer):
             v = self._velocity_maxima[index]
 
         rate = ops.cast(learning_rate, "float32")
-        base = ops.where(ops.equal(self._base_lr, 0), rate, self._base_lr)  # the same for every variable
+        base = ops.maximum(self._base_lr, rate)  # the same for every variable
         self.assign(self._base_lr, base)
         step = ops.cast(self.iterations + 1, "float32")
         final = ops.where(base > 0, self.final_lr * rate / ops.where(base > 0, base, 1.0), 0.0)

@@ -27,7 +27,7 @@ class MARS(DecayInUpdateRule, keras.optimizers.Optimizer):
         lr, decay = learning_rate, weight_decay
     else:
         the same "adamw" update with c = g, beta_1_1d and beta_2_1d
-        lr, decay = learning_rate_1d * learning_rate / base_lr, weight_decay_1d   # base_lr: the first rate > 0
+        lr, decay = learning_rate_1d * learning_rate / base_lr, weight_decay_1d   # base_lr: the largest rate yet
     g_previous = g
     w = w - lr * decay * w - lr * update
     ```
@@ -56,8 +56,9 @@ class MARS(DecayInUpdateRule, keras.optimizers.Optimizer):
         gamma: A float >= 0, the weight of the gradient's change. Defaults to `0.025`.
         mars_type: `"adamw"` or `"lion"`, the normalisation of the momentum. Defaults to `"adamw"`.
         optimize_1d: A bool. If `True`, variables of rank < 2 take the MARS step too. Defaults to `False`.
-        learning_rate_1d: A float >= 0, the rate of the other variables at the first learning rate (it follows the
-            learning rate's schedule in proportion). Defaults to `3e-3`.
+        learning_rate_1d: A float >= 0, the rate of the other variables at the largest learning rate so far (it
+            follows a schedule in proportion from its peak on; during a warm-up it stays at this value, where
+            pytorch-optimizer, whose `lr_1d / lr` is fixed at construction, warms it up too). Defaults to `3e-3`.
         beta_1_1d: A float in [0, 1), their first moment's decay. Defaults to `0.9`.
         beta_2_1d: A float in [0, 1), their second moment's decay. Defaults to `0.95`.
         weight_decay_1d: A float >= 0, their decoupled weight decay. Defaults to `0.1`.
@@ -146,7 +147,7 @@ class MARS(DecayInUpdateRule, keras.optimizers.Optimizer):
         else:
             beta_1, beta_2, c = self.beta_1_1d, self.beta_2_1d, gradient
             decay = self.weight_decay_1d if _compat.optimizer_decays(self, variable) else 0.0
-            base = ops.where(ops.equal(self._base_lr, 0), rate, self._base_lr)  # the same for every variable
+            base = ops.maximum(self._base_lr, rate)  # the same for every variable
             self.assign(self._base_lr, base)
             rate = ops.where(base > 0, rate * (self.learning_rate_1d / ops.where(base > 0, base, 1.0)), 0.0)
         self.assign(previous, gradient)
