@@ -20,7 +20,10 @@ class ScheduleFree(DecayInUpdateRule):
     weighted average of `z` (the point to evaluate and ship) and `b` the subclass's `_interpolation`. Keras calls
     `finalize_variable_values` at the end of `fit`; it writes `x` into the variables, so `evaluate`, `predict`,
     `save` and export after `fit` see the averaged weights. The next training step puts `y` back first, so a later
-    `fit` continues exactly.
+    `fit` continues exactly. What `fit` sees before its end sees `y`: validation and callbacks during `fit`
+    (`ModelCheckpoint`'s files, `EarlyStopping`'s best weights). `EarlyStopping(restore_best_weights=True)` writes
+    its copy of `y` after `finalize_variable_values` has written `x`, so the model ends with that `y`, and a later
+    `fit` would take it for `x`: with schedule-free optimizers, restore the best weights from a checkpoint instead.
 
     One step runs over all variables (TensorFlow backend), so that what all variables share (the start of `z`, the
     swap back to `y`, the rate and the averaging weight) is computed once per step, not once per variable.
