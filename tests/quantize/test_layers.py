@@ -11,7 +11,7 @@ from tfopt.quantize import QuantizeConvolution, QuantizeOutputs, quantize_model
 L = keras.layers
 CASES = {  # layer factory, input shape, per-channel axis of the kernel (None: per tensor)
     "conv2d": (lambda: L.Conv2D(6, 3, padding="same", use_bias=False), (5, 5, 3), -1),
-    "depthwise": (lambda: L.DepthwiseConv2D(3, depth_multiplier=2, strides=2), (7, 7, 3), 2),
+    "depthwise": (lambda: L.DepthwiseConv2D(3, depth_multiplier=2, strides=2), (7, 7, 3), -1),  # see below
     "dense": (lambda: L.Dense(5), (4,), None),
     "conv1d": (lambda: L.Conv1D(4, 2), (6, 3), -1),
 }
@@ -31,8 +31,11 @@ def folded_reference(layer, norm, kernel_axis):
     bias = layer.bias.numpy() if layer.use_bias else 0.0
     gamma, beta, mean, variance = (w.astype("float64") for w in norm.get_weights())
     scale = gamma / np.sqrt(variance + norm.epsilon)
-    shaped = scale.reshape(kernel.shape[2], -1) if isinstance(layer, L.DepthwiseConv2D) else scale
-    return numpy_symmetric(kernel * shaped, kernel_axis), beta + (bias - mean) * scale
+    bias = beta + (bias - mean) * scale
+    if isinstance(layer, L.DepthwiseConv2D):  # (h, w, in, multiplier): one range per output channel, TFLite's
+        folded = kernel * scale.reshape(kernel.shape[2], -1)  # i * multiplier + m (the last axis of (h, w, 1, -1))
+        return numpy_symmetric(folded.reshape(*folded.shape[:2], 1, -1), kernel_axis).reshape(folded.shape), bias
+    return numpy_symmetric(kernel * scale, kernel_axis), bias
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -114,6 +117,10 @@ def test_config_round_trips_through_keras_files(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
+def halve(x):
+    return x / 2
+
+
 def test_errors_name_the_argument():
     with pytest.raises(TypeError, match=r"QuantizeConvolution: argument `layer` must be a Keras 3 Conv1D, Conv2D, "):
         QuantizeConvolution(L.LSTM(3))
@@ -126,6 +133,9 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"QuantizeConvolution: argument `activation` must be None or the name of a "
                                          r"Keras activation .*Received: activation='relu7'"):
         QuantizeConvolution(L.Dense(3), activation="relu7")
+    with pytest.raises(ValueError, match=r"QuantizeConvolution: argument `layer` must be a layer with a built-in "
+                                         r"Keras activation \(its own: 'halve'\)"):
+        QuantizeConvolution(L.Dense(3, activation=halve))
     with pytest.raises(TypeError, match=r"QuantizeConvolution: argument `preserve_sparsity` must be True or False. "
                                         r"Received: preserve_sparsity=1"):
         QuantizeConvolution(L.Dense(3), preserve_sparsity=1)

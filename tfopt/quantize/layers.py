@@ -18,7 +18,8 @@ _ACTIVATIONS = {"linear": None, "relu": ops.relu, "relu6": ops.relu6}
 _OWNER = "QuantizeConvolution"
 
 
-def _is_activation_name(name):
+def is_activation_name(name):
+    """True for the name of a Keras activation (what `keras.activations.serialize` gives for a built-in one)."""
     if not isinstance(name, str):
         return False
     try:
@@ -35,13 +36,6 @@ def _leading_shape(inputs, trailing):
     if all(size is not None for size in known):
         return (-1, *known)
     return tuple(ops.shape(inputs)[:-trailing])
-
-
-def _per_channel_axis(layer):
-    """The kernel axis of the output channels (None: Dense and Conv2DTranspose are quantized per tensor)."""
-    if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2DTranspose)):  # the converter's TRANSPOSE of a
-        return None  # per-channel transposed kernel fails ("mismatched quantized axes"): per tensor
-    return -2 if isinstance(layer, keras.layers.DepthwiseConv2D) else -1
 
 
 def _channel_scale(layer, scale):
@@ -110,7 +104,11 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
             _checks.instance(_OWNER, "batch_norm", batch_norm, keras.layers.BatchNormalization, "a BatchNormalization")
         self.batch_norm = batch_norm
         self.activation = activation or keras.activations.serialize(layer.activation)
-        _checks.satisfies(_OWNER, "activation", activation, _is_activation_name(self.activation),
+        if activation is None:
+            _checks.satisfies(_OWNER, "layer", layer, is_activation_name(self.activation),
+                              "a layer with a built-in Keras activation (its own: "
+                              f"{getattr(layer.activation, '__name__', layer.activation)!r})")
+        _checks.satisfies(_OWNER, "activation", activation, is_activation_name(self.activation),
                           'None or the name of a Keras activation ("relu", "relu6", "linear", ...)')
         self.scheme = scheme
         self.preserve_sparsity = _checks.boolean(_OWNER, "preserve_sparsity", preserve_sparsity)
@@ -163,6 +161,23 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
             bias = bias + norm.beta
         return kernel * _channel_scale(layer, scale), bias
 
+    def _quantized_kernel(self, kernel):
+        """The folded `kernel` fake-quantized in the layout of the TFLite kernel it becomes: per output channel,
+        per tensor for Dense and Conv2DTranspose (the converter's TRANSPOSE of a per-channel kernel fails,
+        "mismatched quantized axes"). The converter can't carry per-channel ranges through a reshape of its own, so
+        the reshape to TFLite's layout comes before the fake quant."""
+        layer, bits = self.layer, self._weight_bits
+        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2DTranspose)):
+            return fake_quant_weights(kernel, None, bits)
+        if self._grouped_depthwise:  # (h, w, 1, channels) -> the depthwise layout (h, w, channels, 1)
+            return fake_quant_weights(ops.reshape(kernel, (*kernel.shape[:2], kernel.shape[-1], 1)), -2, bits)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):  # (h, w, in, multiplier): output channel
+            flat = ops.reshape(kernel, (*kernel.shape[:2], 1, -1))  # in * multiplier + m, as TFLite's last axis
+            return ops.reshape(fake_quant_weights(flat, -1, bits), kernel.shape)
+        if isinstance(layer, keras.layers.Conv1D):  # (k, in, out) -> (1, k, in, out): TFLite's CONV_2D
+            kernel = ops.expand_dims(kernel, 0)
+        return fake_quant_weights(kernel, -1, bits)
+
     def _linear(self, inputs, kernel):
         layer = self.layer
         if isinstance(layer, keras.layers.Dense):
@@ -174,14 +189,24 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
         if isinstance(layer, keras.layers.Conv2DTranspose):
             return ops.conv_transpose(inputs, kernel, strides=layer.strides, padding=layer.padding,
                                       output_padding=layer.output_padding, dilation_rate=layer.dilation_rate)
-        return layer.convolution_op(inputs, kernel)
+        if isinstance(layer, keras.layers.Conv1D):
+            return self._conv1d(inputs, kernel)
+        return ops.conv(inputs, kernel, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate)
+
+    def _conv1d(self, inputs, kernel):
+        """The Conv1D as the 2-D convolution of (batch, 1, steps, channels) with the (1, k, in, out) `kernel`;
+        "causal" pads the past with zeros and convolves "valid", as Keras's Conv1D does."""
+        layer, padding = self.layer, self.layer.padding
+        if padding == "causal":
+            past = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
+            inputs, padding = ops.pad(inputs, [[0, 0], [past, 0], [0, 0]]), "valid"
+        outputs = ops.conv(ops.expand_dims(inputs, 1), kernel, strides=(1, *layer.strides), padding=padding,
+                           dilation_rate=(1, *layer.dilation_rate))
+        return ops.squeeze(outputs, 1)
 
     def call(self, inputs, training=None):
         kernel, bias = self.folded_weights()
-        axis = _per_channel_axis(self.layer)
-        if self._grouped_depthwise:  # (h, w, 1, channels) -> the depthwise layout (h, w, channels, 1) TFLite runs
-            kernel, axis = ops.reshape(kernel, (*kernel.shape[:2], kernel.shape[-1], 1)), -2
-        kernel = fake_quant_weights(kernel, axis, self._weight_bits)
+        kernel = self._quantized_kernel(kernel)
         inputs = ops.cast(inputs, kernel.dtype)
         sequence = isinstance(self.layer, keras.layers.Dense) and len(inputs.shape) > 2
         if sequence:  # (batch, ..., features): one 2-D matmul whose output, bias included, is quantized in 2-D
