@@ -72,6 +72,17 @@ def test_skip_leaves_layers_unwrapped_and_the_weights_are_carried():
     np.testing.assert_array_equal(kernel_of(quantized.get_layer("quant_conv")), model.get_layer("conv").kernel.numpy())
 
 
+def test_skip_takes_tf_keras_layer_classes_and_a_single_name():
+    model = small_tf_keras_model()
+    by_class = tfopt.quantize.quantize_model(model, skip=[tf_keras.layers.Dense])
+    by_name = tfopt.quantize.quantize_model(model, skip="out")
+    for quantized in (by_class, by_name):
+        kinds = {layer.name: type(layer).__name__ for layer in quantized.layers}
+        assert kinds["quant_conv"] == "QuantizeWrapperV2" and kinds["out"] == "Dense"
+    with pytest.raises(ValueError, match=r"argument `skip` must leave a layer of the model to quantize"):
+        tfopt.quantize.quantize_model(model, skip=[tf_keras.layers.Conv2D, tf_keras.layers.Flatten, "out"])
+
+
 def test_preserve_sparsity_uses_tfmots_prune_preserving_scheme():
     model = small_tf_keras_model()
     kernel = model.get_layer("out").kernel.numpy()

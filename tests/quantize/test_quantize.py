@@ -77,6 +77,19 @@ def test_skip_keeps_a_layer_in_float_and_an_unsupported_layer_is_named():
     assert isinstance(quantized.get_layer("quantize_recurrent"), QuantizeOutputs)
     assert isinstance(quantized.get_layer("quantize_out"), QuantizeOutputs)
     assert isinstance(quantized.get_layer("quantize_conv"), QuantizeConvolution)
+    assert isinstance(quantize_model(model, skip="recurrent").get_layer("quantize_recurrent"), QuantizeOutputs)
+
+
+def test_skip_reaches_a_nested_model_and_the_layers_inside_it():
+    inner = keras.Sequential([keras.Input((4,)), L.Dense(3, name="first"), L.Dense(3, name="second")], name="inner")
+    model = keras.Sequential([keras.Input((4,)), inner, L.Dense(2, name="out")])
+    floating = quantize_model(model, skip=["inner"]).get_layer("quantize_inner")  # the whole nested model in float
+    assert isinstance(floating, QuantizeOutputs) and [type(layer) for layer in floating.layer.layers] == [L.Dense] * 2
+    for copied, original in zip(floating.layer.get_weights(), inner.get_weights(), strict=True):
+        np.testing.assert_array_equal(copied, original)
+    rewritten = quantize_model(model, skip=["first"]).get_layer("inner")  # one layer inside it in float
+    assert kinds(rewritten)["quantize_first"] == "QuantizeOutputs"
+    assert kinds(rewritten)["quantize_second"] == "QuantizeConvolution"
 
 
 def test_preserve_sparsity_keeps_a_pruned_models_zeros(mobile_block_model, mobile_block_data, compile_classifier):
@@ -181,6 +194,27 @@ def test_model_errors_name_the_argument(mobile_block_model):
         quantize_model(mobile_block_model(), skip=["stem", "nope"])
     with pytest.raises(TypeError, match=r"argument `skip` must be a list of layer names and layer classes"):
         quantize_model(mobile_block_model(), skip=[3])
+    with pytest.raises(ValueError, match=r"argument `skip` must be names of layers of the model; not one: \['nope'\]"
+                                         r"\. Received: skip=\['nope'\]"):
+        quantize_model(mobile_block_model(), skip="nope")  # one name, not four letters
+
+
+@keras.saving.register_keras_serializable(package="tfopt_tests")
+def halve(x):
+    return x / 2
+
+
+def test_layers_it_cannot_quantize_as_configured_are_named_with_the_skip_to_use():
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3, activation=halve, name="custom"), L.Dense(2)])
+    with pytest.raises(ValueError, match=r"quantize_model: layer 'custom' \(Dense\) has the activation 'halve', not "
+                                         r"a built-in Keras activation.* Pass `skip=\['custom'\]` to keep it in float"):
+        quantize_model(model)
+    assert isinstance(quantize_model(model, skip=["custom"]).get_layer("quantize_custom"), QuantizeOutputs)
+    model = keras.Sequential([keras.Input((4,)), L.Normalization(axis=None, mean=1.0, variance=4.0, name="norm")])
+    with pytest.raises(ValueError, match=r"quantize_model: layer 'norm' \(Normalization\) has axis=None; "
+                                         r"quantize_model quantizes a Normalization over the last axis only. "
+                                         r"Pass `skip=\['norm'\]`"):
+        quantize_model(model)
 
 
 def test_a_shared_layer_stays_one_layer_with_one_set_of_weights(compile_classifier):
@@ -307,3 +341,50 @@ def test_a_conv2d_with_one_group_per_channel_runs_as_an_int8_depthwise_convoluti
     assert tfopt.export.float_ops_inside(flatbuffer) == []
     with pytest.raises(ValueError, match="groups = filters = input channels"):
         quantize_model(keras.Sequential([keras.Input((6, 6, 8)), L.Conv2D(4, 3, groups=2)]))
+
+
+def test_a_causal_conv1d_follows_keras_and_exports_with_its_padding_in_int8():
+    """Keras's Conv1D(padding="causal") pads the past with zeros and convolves "valid": TFLite runs int8 PAD and
+    CONV_2D (over (batch, 1, steps, channels), the kernel's ranges per output channel)."""
+    inputs = keras.Input((12, 2))
+    x = L.Conv1D(4, 3, padding="causal", activation="relu", name="causal")(inputs)
+    model = keras.Model(inputs, L.Conv1D(2, 2, strides=2, padding="causal", name="strided")(x))
+    x_data = np.random.default_rng(0).normal(size=(32, 12, 2)).astype("float32")
+    quantized = quantize_model(model)
+    for _ in range(5):
+        quantized(x_data, training=True)
+    expected = model.predict(x_data, verbose=0)
+    spread = float(np.ptp(expected))
+    assert quantized.output.shape == model.output.shape
+    assert np.max(np.abs(quantized.predict(x_data, verbose=0) - expected)) <= 0.05 * spread
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    assert tfopt.export.float_ops_inside(flatbuffer) == []
+    summary = tfopt.export.inspect(flatbuffer)
+    assert [(op.inputs[0], op.outputs[0]) for op in summary.ops_of("PAD")] == [("int8", "int8")] * 2
+    assert [op.inputs[:2] + op.outputs for op in summary.ops_of("CONV_2D")] == [("int8", "int8", "int8")] * 2
+    tflite_outputs = tfopt.export.predict(flatbuffer, x_data)
+    assert np.max(np.abs(tflite_outputs - quantized.predict(x_data, verbose=0))) <= 0.02 * spread
+
+
+def test_a_depthwise_convolution_with_a_depth_multiplier_exports_in_int8(compile_classifier):
+    """Output channel i * multiplier + m of a DepthwiseConv2D gets its own weight range, as in TFLite's
+    DEPTHWISE_CONV_2D kernel; the batch norm folds per output channel."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="depthwise")(inputs)
+    x = L.ReLU(name="relu")(L.BatchNormalization(name="bn")(x))
+    model = keras.Model(inputs, L.Dense(3, activation="softmax", name="head")(L.GlobalAveragePooling2D(name="gap")(x)))
+    rng = np.random.default_rng(0)
+    model.get_layer("bn").set_weights([rng.uniform(0.1, 4, 6), rng.normal(size=6), rng.normal(size=6) * 0.1,
+                                       rng.uniform(0.5, 2, 6)])
+    x_data = rng.normal(size=(64, 6, 6, 3)).astype("float32")
+    quantized = quantize_model(model)
+    assert quantized.get_layer("quantize_depthwise").batch_norm is not None
+    compile_classifier(quantized, rate=1e-3).fit(x_data, rng.integers(0, 3, 64), epochs=1, verbose=0)
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    assert tfopt.export.float_ops_inside(flatbuffer) == []
+    [depthwise] = tfopt.export.inspect(flatbuffer).ops_of("DEPTHWISE_CONV_2D")
+    assert depthwise.inputs[:2] + depthwise.outputs == ("int8", "int8", "int8")
+    expected, tflite_outputs = quantized.predict(x_data, verbose=0), tfopt.export.predict(flatbuffer, x_data)
+    assert np.max(np.abs(tflite_outputs - expected)) <= 0.02
+    assert np.mean(tflite_outputs.argmax(1) == expected.argmax(1)) >= 0.97

@@ -1,12 +1,15 @@
 """`quantize_model`: a copy of a model that trains with its weights and activations fake-quantized (QAT)."""
 
+import sys
+
 import keras
 
 from tfopt import _checks, _compat, _surgery
 from tfopt.prune import PruneLowMagnitude
 from tfopt.quantize import schemes
 from tfopt.quantize.attention import QuantizeEinsumDense, QuantizeMultiHeadAttention
-from tfopt.quantize.layers import FOLDABLE, FUSABLE_ACTIVATIONS, QuantizeConvolution, QuantizeOutputs
+from tfopt.quantize.layers import (FOLDABLE, FUSABLE_ACTIVATIONS, QuantizeConvolution, QuantizeOutputs,
+                                   is_activation_name)
 from tfopt.quantize.normalization import QuantizeAffine, QuantizeEmbedding, QuantizeLayerNormalization, over_last_axis
 from tfopt.quantize.quantizers import QuantizeActivation, QuantizeWrapper
 
@@ -79,18 +82,41 @@ def _skipped(layer, skip):
     return any(layer.name == entry if isinstance(entry, str) else isinstance(layer, entry) for entry in skip)
 
 
+def _is_layer_class(entry):
+    """True for a layer class of Keras 3 or of tf_keras (never imported here: a tf_keras class can only exist once
+    its user imported tf_keras)."""
+    legacy = sys.modules.get("tf_keras")
+    layer_classes = (_L.Layer,) if legacy is None else (_L.Layer, legacy.layers.Layer)
+    return isinstance(entry, type) and issubclass(entry, layer_classes)
+
+
 def _check_skip(skip):
-    skip = list(skip or [])
+    """`skip` as a list: a single name or class stands for itself."""
+    skip = [skip] if isinstance(skip, (str, type)) else list(skip or [])
     for entry in skip:
-        valid = isinstance(entry, str) or (isinstance(entry, type) and issubclass(entry, _L.Layer))
+        valid = isinstance(entry, str) or _is_layer_class(entry)
         _checks.satisfies(_OWNER, "skip", skip, valid, "a list of layer names and layer classes", TypeError)
     return skip
 
 
 def _check_skip_names(model, skip):
-    names = {layer.name for layer in model.layers}
+    names = set(_surgery.layer_names(model))  # nested models and their layers included
     unknown = sorted(entry for entry in skip if isinstance(entry, str) and entry not in names)
     _checks.satisfies(_OWNER, "skip", skip, not unknown, f"names of layers of the model; not one: {unknown}")
+
+
+def _check_quantizable(layer, rank):
+    """Raises for a layer of a supported class that quantize_model can't quantize as configured, suggesting `skip`:
+    a Conv/Dense whose activation isn't a built-in Keras one, a Normalization over other axes than the last."""
+    hint = f"Pass `skip=['{layer.name}']` to keep it in float"
+    own = getattr(layer, "activation", None)
+    if isinstance(layer, FOLDABLE) and not is_activation_name(keras.activations.serialize(own)):
+        raise ValueError(f"{_OWNER}: layer '{layer.name}' ({type(layer).__name__}) has the activation "
+                         f"{getattr(own, '__name__', own)!r}, not a built-in Keras activation, which quantize_model "
+                         f"can't quantize. {hint}, or give it a built-in activation (\"relu\", \"gelu\", ...).")
+    if isinstance(layer, _L.Normalization) and not over_last_axis(layer, rank):
+        raise ValueError(f"{_OWNER}: layer '{layer.name}' (Normalization) has axis={tuple(layer.axis) or None}; "
+                         f"quantize_model quantizes a Normalization over the last axis only. {hint}.")
 
 
 def _check_model(model):
@@ -136,7 +162,10 @@ class _Rebuilder:
 
     def _layer_for(self, layer, rank):
         """The layer to call instead of `layer`, whose (first) input has `rank` axes."""
-        if isinstance(layer, keras.Model):  # a nested Sequential/Functional: its own graph, rewritten alike
+        skipped = _skipped(layer, self.skip)  # kept in float (a nested model too), its output quantized
+        if not skipped:
+            _check_quantizable(layer, rank)
+        if isinstance(layer, keras.Model) and not skipped:  # a nested Sequential/Functional, rewritten alike
             _surgery.check_copyable(_OWNER, layer)
             nested = _surgery.as_functional(layer)
             inner = _Rebuilder(_surgery.trace(nested), self.scheme, self.skip, self.preserve_sparsity)
@@ -154,9 +183,9 @@ class _Rebuilder:
         rewritten = next((qat for cls, qat in REWRITTEN.items() if isinstance(layer, cls)), None)
         if isinstance(layer, _L.BatchNormalization) and over_last_axis(layer, rank):
             rewritten = QuantizeAffine
-        if rewritten is not None and not _skipped(layer, self.skip):
+        if rewritten is not None and not skipped:
             return rewritten(self.fills.copy(layer), self.scheme, preserve_sparsity=self.preserve_sparsity)
-        if isinstance(layer, OUTPUT_QUANTIZED) or _skipped(layer, self.skip) or _is_layer_scale(layer):
+        if isinstance(layer, OUTPUT_QUANTIZED) or skipped or _is_layer_scale(layer):
             return QuantizeOutputs(self.fills.copy(layer), self.scheme)
         raise ValueError(
             f"{_OWNER}: layer '{layer.name}' ({type(layer).__name__}) can't be quantized. Pass "
@@ -223,8 +252,9 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
         model: a Keras 3 Sequential or Functional model (or a tf_keras model, quantized by tfmot).
         scheme: "int8" (int8 weights and activations) or "16x8" (int8 weights, int16 activations: TFLite's 16x8
             mode, for models whose activations need more than 8 bits). Defaults to `"int8"`.
-        skip: names and classes of layers to keep in float (their output is still quantized for the next layer);
-            a layer quantize_model doesn't support must be listed here. Defaults to `None`.
+        skip: a name or class, or a list of names and classes, of layers to keep in float (their output is still
+            quantized for the next layer); a nested model's name keeps it whole in float, and its layers can be
+            named too. A layer quantize_model doesn't support must be listed here. Defaults to `None`.
         preserve_sparsity: keep the zeros of a pruned (and stripped) model's kernels exactly zero through QAT.
             Defaults to `False`.
 

@@ -6,7 +6,8 @@ process. How tfopt's arguments map onto tfmot 0.8.1:
 ```python
 scheme="int8"            -> tfmot's default 8-bit scheme (tfmot.quantization.keras.quantize_model)
 scheme="16x8"            -> ValueError: tfmot has no 16x8 QAT (carry the model to Keras 3: tfopt.compat.to_keras3)
-skip=[...]               -> quantize_annotate_layer on every other layer, then quantize_apply
+skip=[...]               -> quantize_annotate_layer on every other layer, then quantize_apply (ValueError if it
+                            leaves none: tfmot would have nothing to quantize)
 preserve_sparsity=True   -> quantize_apply(..., Default8BitPrunePreserveQuantizeScheme())
 a layer tfmot can't QAT  -> ValueError: carry the model to Keras 3 (LayerNormalization, MultiHeadAttention, ...)
 integer model inputs     -> the same ValueError (tfmot fake-quantizes every input, token ids included)
@@ -42,6 +43,9 @@ def quantize_model(model, scheme, skip, preserve_sparsity):
     if unknown:
         raise ValueError(f"{_OWNER}: argument `skip` must name layers of the model; not one: {unknown}. "
                          f"Received: skip={skip!r}")
+    if skip and all(_skipped(layer, skip) for layer in model.layers):  # tfmot: "no layers to quantize"
+        raise ValueError(f"{_OWNER}: argument `skip` must leave a layer of the model to quantize; it keeps every one "
+                         f"in float. Received: skip={skip!r}")
 
     def annotate(layer):
         copy = layer.__class__.from_config(layer.get_config())
