@@ -178,6 +178,57 @@ def test_two_replicas_equal_one_device_with_unevenly_labeled_halves(mirrored_str
     assert np.isfinite(history.history["student_loss"]).all() and logs["student_loss"] > 0
 
 
+def test_two_replicas_equal_one_device_with_uneven_sample_weights(mirrored_strategy):
+    x, y = data(16)
+    weights = np.r_[np.full(8, 0.1), np.full(8, 2.0)].astype("float32")  # replica 0 light, replica 1 heavy
+    losses = [SoftTargets(2.0), tfopt.distill.DecoupledKD()]
+    one = distiller(losses, student_loss_weight=0.3)
+    with mirrored_strategy.scope():
+        two = distiller([SoftTargets(2.0), tfopt.distill.DecoupledKD()], student_loss_weight=0.3)
+    logs = [model.evaluate(x, y, sample_weight=weights, batch_size=16, verbose=0, return_dict=True)
+            for model in (one, two)]
+    expected = SoftTargets(2.0).compute_loss(one.teacher(x), one.student(x), sample_weight=weights)  # sum(wl)/sum(w)
+    for name in ("loss", "student_loss", "soft_targets_loss", "decoupled_kd_loss"):
+        assert logs[1][name] == pytest.approx(logs[0][name], rel=1e-5), name
+    assert logs[1]["soft_targets_loss"] == pytest.approx(float(expected), rel=1e-5)
+    for model in (one, two):
+        model.fit(x, y, sample_weight=weights, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(one.student.weights, two.student.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_float_class_indices_are_the_integer_labels():
+    x, y = data(16)
+    y[::4] = -1
+
+    def logs(labels):  # a fresh (identical) distiller per label form: one trace each
+        model = distiller([SoftTargets(2.0), tfopt.distill.DecoupledKD()], metrics=["accuracy"])
+        return model.evaluate(x, labels, verbose=0, return_dict=True)
+
+    as_int = logs(y)
+    assert logs(y.astype("float32")) == pytest.approx(as_int, rel=1e-6)
+    assert logs(y.astype("float32")[:, None]) == pytest.approx(as_int, rel=1e-6)
+    assert logs(None)["decoupled_kd_loss"] != pytest.approx(as_int["decoupled_kd_loss"], rel=1e-3)  # labels matter
+
+
+def test_fit_without_labels_logs_the_losses_with_metrics_compiled():
+    model = distiller(metrics=["accuracy"])
+    x, y = data(16)
+    history = model.fit(x, epochs=1, batch_size=8, verbose=0)
+    assert sorted(history.history) == ["loss", "soft_targets_loss", "student_loss"]
+    assert history.history["student_loss"] == [0.0] and history.history["soft_targets_loss"][0] > 0
+    assert sorted(model.evaluate(x, y, verbose=0, return_dict=True)) == [
+        "accuracy", "loss", "soft_targets_loss", "student_loss"]  # labels later: the metrics come back
+
+
+def test_a_distillation_loss_weight_above_one_scales_its_loss():
+    model = distiller([SoftTargets(2.0)], weights=[1000.0], student_loss_weight=0.4)
+    assert model.distillation_loss_weights == [1000.0]
+    logs = model.evaluate(*data(16), verbose=0, return_dict=True)
+    total = 0.4 * logs["student_loss"] + 0.6 * 1000.0 * logs["soft_targets_loss"]
+    assert logs["loss"] == pytest.approx(total, rel=1e-5)
+
+
 def test_a_pruned_student_is_distilled_and_pruned_in_one_fit():
     x, y = data(64)
     schedule = tfopt.prune.ConstantSparsity(0.5, begin_step=0, frequency=1)
@@ -207,7 +258,7 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"Distiller: argument `student_loss_weight` must be in \[0, 1\]. "
                                          r"Received: student_loss_weight=1.5"):
         Distiller(teacher, student, SoftTargets(), student_loss_weight=1.5)
-    with pytest.raises(ValueError, match=r"argument `distillation_loss_weights` must be in \[0, 1\]. "
+    with pytest.raises(ValueError, match=r"argument `distillation_loss_weights` must be >= 0. "
                                          r"Received: distillation_loss_weights=-0.1"):
         Distiller(teacher, student, SoftTargets(), [-0.1])
     with pytest.raises(ValueError, match=r"argument `distillation_loss_weights` must be one weight per distillation"):

@@ -66,3 +66,18 @@ def test_feature_losses_name_what_tf_keras_models_support():
         Distiller(mlp(32, 0), mlp(8, 1), HintDistillation("dense", "dense_1"))
     with pytest.raises(TypeError, match=r"Distiller: argument `student` must be a tf_keras model"):
         Distiller(mlp(32, 0), "student.keras", SoftTargets())
+
+
+def test_compiling_without_a_loss_names_the_task_loss():
+    distiller = Distiller(mlp(32, 0), mlp(8, 1), SoftTargets())
+    distiller.compile(tf_keras.optimizers.Adam(1e-2))  # tf_keras stores the missing loss as {}
+    with pytest.raises(ValueError, match=r"Distiller: compile it with the student's task loss"):
+        distiller.fit(*data(8), verbose=0)
+
+
+def test_fit_without_labels_logs_the_losses_with_metrics_compiled():
+    distiller = Distiller(mlp(32, 0), mlp(8, 1), SoftTargets())
+    distiller.compile(tf_keras.optimizers.Adam(1e-2), loss=CE, metrics=["accuracy"])
+    history = distiller.fit(data(16)[0], epochs=1, verbose=0)
+    assert sorted(history.history) == ["loss", "soft_targets_loss", "student_loss"]
+    assert history.history["student_loss"] == [0.0]

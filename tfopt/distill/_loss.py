@@ -22,6 +22,10 @@ class DistillationLoss(keras.distillation.DistillationLoss):
     # value: the per-sample loss averaged over the batch, sum(w * l) / sum(w) with weights w
     ```
 
+    A batch loss that ignores `sample_weight` sets the class attribute `weighs_samples = False`: under a
+    `tf.distribute` strategy the `Distiller` then averages the replicas' values, where it weighs a weighted mean by
+    the replica's share of the global batch's weights (so it equals one device's `sum(w * l) / sum(w)`).
+
     `teacher_outputs` and `student_outputs` are the logits when the side's `*_layers` is `()`, else a list of
     feature tensors, one per layer name. `y` holds integer labels, `-1` for an unlabeled sample. Keras's own
     `keras.distillation.Distiller` calls `compute_loss(teacher_outputs, student_outputs)` only, on the models'
@@ -29,6 +33,7 @@ class DistillationLoss(keras.distillation.DistillationLoss):
     """
 
     name = "distillation"
+    weighs_samples = True
     teacher_layers = ()
     student_layers = ()
 

@@ -31,8 +31,18 @@ def _check_losses(losses, weights):
     weights = [1.0] * len(losses) if weights is None else list(weights)
     _checks.satisfies(_OWNER, "distillation_loss_weights", weights, len(weights) == len(losses),
                       f"one weight per distillation loss ({len(losses)})")
-    weights = [_checks.number(_OWNER, "distillation_loss_weights", w, low=0, high=1) for w in weights]
+    weights = [_checks.number(_OWNER, "distillation_loss_weights", w, low=0) for w in weights]
     return losses, weights
+
+
+def _weight_share(sample_weight, output):
+    """This replica's share of the global batch's sample weights (of its samples without weights; 1 on one device):
+    a replica's weighted mean times it sums over the replicas to `sum(w * l) / sum(w)` over the global batch."""
+    if sample_weight is None:
+        local = ops.cast(ops.shape(output)[0], "float32")
+    else:
+        local = ops.sum(ops.cast(sample_weight, "float32"))
+    return local / ops.maximum(_labels.global_sum(local), 1e-12)
 
 
 class DistillationSteps:
@@ -118,13 +128,13 @@ class DistillationSteps:
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         task, labels = _labels.task_loss(self._task_loss(), y, student[OUTPUT], sample_weight)
         step = self.optimizer.iterations if self.optimizer is not None else None
+        share = _weight_share(sample_weight, student[OUTPUT])
         values = [loss.compute_loss(self._pick(loss.teacher_layers, teacher), self._pick(loss.student_layers, student),
-                                    y=labels, sample_weight=sample_weight, step=step)
-                  for loss in self.distillation_losses]
+                                  y=labels, sample_weight=sample_weight, step=step)
+                  * (share if loss.weighs_samples else 1.0 / replicas) for loss in self.distillation_losses]
         distill = sum(w * value for w, value in zip(self.distillation_loss_weights, values))
-        total = self.student_loss_weight * task + (1.0 - self.student_loss_weight) * distill / replicas
-        logged = [total * replicas, task * replicas, *values]
-        return total, student[OUTPUT], logged
+        total = self.student_loss_weight * task + (1.0 - self.student_loss_weight) * distill
+        return total, student[OUTPUT], [value * replicas for value in (total, task, *values)]
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, **kwargs):
         """Keras's `compile`, with `loss` the student's task loss; `metrics` are counted over the labeled samples
@@ -133,15 +143,18 @@ class DistillationSteps:
         super().compile(optimizer=optimizer, loss=loss, weighted_metrics=listed or None, **kwargs)
 
     def _task_loss(self):
-        if self.loss is None:
+        if not self.loss:  # tf_keras stores a missing loss as {}
             raise ValueError(f"{_OWNER}: compile it with the student's task loss, e.g. "
                              "`distiller.compile(optimizer, loss='sparse_categorical_crossentropy')`.")
         return self._keras.losses.get(self.loss)
 
     def _metrics_for(self, x, y, y_pred, sample_weight, logged):
+        """Updates the loss trackers, and the compiled metrics if there are labels; returns the results updated."""
         for tracker, value in zip(self.loss_trackers, logged):
             tracker.update_state(value)
-        labeled_y, weight = _labels.for_metrics(y, sample_weight)
+        if y is None:  # fit(x): the label metrics can't be computed
+            return {tracker.name: tracker.result() for tracker in self.loss_trackers}
+        labeled_y, weight = _labels.for_metrics(y, y_pred, sample_weight)
         return self.compute_metrics(x, labeled_y, y_pred, sample_weight=weight)
 
     def train_step(self, data):
@@ -160,6 +173,8 @@ class DistillationSteps:
 
     @property
     def metrics(self):
-        """The loss trackers and the compiled metrics (Keras's own `loss` tracker is replaced by the total's)."""
+        """The loss trackers and the compiled metrics (Keras's own `loss` tracker is replaced by the total's); Keras 3's
+        compiled metrics only once built (never by `fit(x)` without labels)."""
         own = getattr(self, "loss_trackers", [])
-        return own + [metric for metric in super().metrics if metric.name != "loss" and metric not in own]
+        return own + [metric for metric in super().metrics if metric.name != "loss" and metric not in own
+                      and getattr(metric, "built", True)]

@@ -16,20 +16,23 @@ class Distiller(DistillationSteps, keras.Model):
     ```python
     t = teacher(x, training=False)                  # frozen: BatchNorm and Dropout in inference mode
     s = student(x, training=True)                   # features by layer name too, for feature losses
-    task = mean over labeled samples of loss(y, s)  # an integer label -1 marks an unlabeled sample
+    task = mean over labeled samples of loss(y, s)  # a class index -1 (int or float) marks an unlabeled sample
     distill = sum(w_i * loss_i(t, s, y, sample_weight, step))    # every sample
     total = student_loss_weight * task + (1 - student_loss_weight) * distill
     ```
     History logs `loss` (the total), `student_loss` and `<name>_loss` for each distillation loss, plus the compiled
     metrics over the labeled samples. A batch without labels contributes 0 to the task loss. Under a
-    `tf.distribute` strategy the task loss is the mean over the labeled samples of the global batch, as on one device.
+    `tf.distribute` strategy the task loss is the mean over the labeled samples of the global batch, and each
+    weighted distillation loss the weighted mean over the global batch, as on one device. `fit(x)` without labels
+    trains on the teacher alone and logs the losses only.
 
     Args:
         teacher: a trained Keras 3 model; it is frozen (`trainable = False`) and never changed.
         student: the Keras 3 model to train: Sequential or Functional if a loss reads its layers, any model
             otherwise (a `tfopt.prune` or `tfopt.quantize` copy too, for compression in the same fit).
         distillation_losses: a `tfopt.distill` loss or a list of them (each with a distinct `name`).
-        distillation_loss_weights: a weight in [0, 1] per loss. Defaults to `None` (1.0 each).
+        distillation_loss_weights: a weight >= 0 per loss (any scale, as Keras's `Distiller` takes: e.g. 1000
+            for `AttentionTransfer`). Defaults to `None` (1.0 each).
         student_loss_weight: the task loss's share in [0, 1]. Defaults to `0.5`.
         **kwargs: base `keras.Model` keywords (`name`, ...).
 

@@ -78,6 +78,7 @@ class RelationalKD(_loss.DistillationLoss):
     """
 
     name = "relational_kd"
+    weighs_samples = False  # a batch loss (see above)
 
     def __init__(self, distance_weight=25.0, angle_weight=50.0, teacher_layer=None, student_layer=None):
         self.distance_weight = _checks.number(_OWNER, "distance_weight", distance_weight, low=0)
