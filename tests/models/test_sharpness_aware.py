@@ -140,3 +140,50 @@ def test_errors(kwargs, error, message):
     with pytest.raises(error) as raised:
         SharpnessAware(**kwargs)
     assert str(raised.value).startswith(message)
+
+
+class _AuxiliaryHead(keras.Model):
+    """A model with a trainable layer its output doesn't use (an auxiliary head): its gradient is None."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.main, self.aux = keras.layers.Dense(1), keras.layers.Dense(2)
+
+    def build(self, input_shape):
+        self.main.build(input_shape)
+        self.aux.build(input_shape)
+
+    def call(self, inputs):
+        return self.main(inputs)
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")
+def test_a_variable_without_gradient_stays_as_it_was(regression_data):
+    x, y = regression_data
+    keras.utils.set_random_seed(2)
+    with_head = _AuxiliaryHead(name="with_head")
+    with_head.build((None, 4))
+    aux = [w.copy() for w in with_head.aux.get_weights()]
+    alone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    alone.set_weights(with_head.main.get_weights())
+    start = with_head.main.kernel.numpy().copy()
+    for model in (with_head, alone):
+        sharpness_aware(model, rho=0.2).fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for actual, expected in zip(with_head.main.get_weights() + with_head.aux.get_weights(),
+                                alone.get_weights() + aux, strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6)
+    assert not np.allclose(with_head.main.kernel.numpy(), start)  # the used head did train
+
+
+class _IgnoresItsWeights(_AuxiliaryHead):
+    def call(self, inputs):
+        return 0.0 * inputs[:, :1]
+
+
+def test_no_gradient_at_all_is_keras_own_error(regression_data):
+    """As plain Keras, also with a subclassed model that builds its variables on its first call."""
+    x, y = regression_data
+    for model in (_IgnoresItsWeights(name="plain"), SharpnessAware(_IgnoresItsWeights(name="inner"))):
+        model.compile("sgd", "mse")
+        with pytest.raises(ValueError, match="No gradients provided for any variable"):
+            model.fit(x[:16], y[:16], batch_size=16, verbose=0)

@@ -88,12 +88,12 @@ class SharpnessAware(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        variables = self.trainable_variables
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
             scaled_loss = self.optimizer.scale_loss(loss)
         self._track_loss(loss, x)
+        variables = self.trainable_variables  # after the first call, which builds a subclassed model's variables
         perturbed = self._perturbed(variables, _sum_over_replicas(tape.gradient(scaled_loss, variables)))
         gradients = self._gradients_at(perturbed, x, y, sample_weight)
         self.optimizer.apply_gradients(zip(gradients, variables))
@@ -107,11 +107,14 @@ class SharpnessAware(keras.Model):
         loss_tracker.update_state(loss * ops.cast(replicas, loss.dtype), sample_weight=batch_size)
 
     def _perturbed(self, variables, gradients):
-        """The values `w + e` of the variables for the second pass, as tensors."""
-        weights = [ops.convert_to_tensor(v) for v in variables]
+        """The values `w + e` of the variables for the second pass, as tensors; a variable without a gradient (one
+        the loss doesn't use) keeps its value, as does every variable when none has a gradient."""
+        weights = [tf.identity(v.value) for v in variables]  # tensors: tape.watch rejects a Keras Variable
         scales = [ops.abs(w) + ops.cast(self.eta, w.dtype) if self.adaptive else 1.0 for w in weights]
         scaled = [None if g is None else g * s for g, s in zip(gradients, scales)]
         squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in scaled if g is not None]
+        if not squares:
+            return weights
         norm = ops.sqrt(ops.sum(ops.stack(squares)))
         factor = self.rho / (norm + _EPSILON)
         return [
