@@ -120,6 +120,27 @@ def test_int8_calibration_of_a_two_input_model_is_refused_up_front():
         export.to_tflite(model, "int8", representative_data=np.random.rand(10, 3))
 
 
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+
+def test_a_subclassed_model_is_refused_unbuilt_and_for_int8_calibration():
+    model = Subclassed()
+    with pytest.raises(ValueError, match=r"`model` must be built: give it a `keras.Input`.*or call a subclassed"):
+        export.to_tflite(model)
+    model(np.zeros((1, 3), "float32"))
+    x = np.random.rand(8, 3).astype("float32")
+    np.testing.assert_allclose(export.predict(export.to_tflite(model), x), model.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match=r"`model` must be a model with symbolic `inputs`.*wrap a subclassed model.*"
+                                         r"`Distiller`: export its `student`"):
+        export.to_tflite(model, "int8", representative_data=x)
+
+
 def unconvertible_model():
     """A model with an op TFLite has no int8 kernel for: its full-integer conversion fails."""
     keras.utils.set_random_seed(0)

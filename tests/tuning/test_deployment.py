@@ -118,6 +118,36 @@ def test_no_trial_within_budget_is_a_clear_error(tmp_path):
         tuner.get_best_models()
 
 
+class FailingFit(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        raise RuntimeError("boom in fit")
+
+
+def test_no_completed_trial_is_reported_with_the_first_failure(tmp_path):
+    tuner = search(tuner_of(tmp_path, trials=1), callbacks=[FailingFit()])
+    with pytest.raises(ValueError, match="no trial completed among 1 trials: the first failure was: .*boom in fit"):
+        tuner.get_best_models()
+
+
+def distiller(hp):
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
+    student = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.Choice("units", [2, 8]), activation="relu"),
+                                keras.layers.Dense(3)])
+    model = tfopt.distill.Distiller(teacher, student, tfopt.distill.SoftTargets(2.0))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def test_a_distiller_search_exports_and_returns_the_students(tmp_path):
+    tuner = search(tuner_of(tmp_path, build=distiller, trials=2, quantization=None), epochs=1)
+    assert len(completed(tuner)) == 2
+    best = tuner.get_best_models()[0]
+    assert isinstance(best, tfopt.distill.Distiller)
+    shipped = tfopt.export.predict(tuner.tflite_path(tuner.best_trials()[0].trial_id), X)
+    np.testing.assert_allclose(shipped, best.student.predict(X, verbose=0), atol=1e-5)
+
+
 class Interrupt(keras.callbacks.Callback):
     """Stops the whole process's search (KeyboardInterrupt, as Ctrl-C or a kill would) in the `at`-th fit."""
 

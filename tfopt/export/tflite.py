@@ -75,6 +75,8 @@ def _quiet():
 def _check_arguments(model, quantization, representative_data, int8_io, scheme, allow_float_ops):
     if not _compat.is_legacy(model):
         _checks.instance(_OWNER, "model", model, keras.Model, "a Keras 3 or tf_keras Model")
+    _checks.satisfies(_OWNER, "model", model, model.built,
+                      "built: give it a `keras.Input` (Sequential, Functional) or call a subclassed model once")
     _checks.choice(_OWNER, "quantization", quantization, QUANTIZATIONS)
     _checks.boolean(_OWNER, "int8_io", int8_io)
     _checks.boolean(_OWNER, "allow_float_ops", allow_float_ops)
@@ -101,6 +103,11 @@ def _check_arguments(model, quantization, representative_data, int8_io, scheme, 
             'given for quantization="int8" of a model that is not quantization-aware (calibration inputs, e.g. '
             "100-200 training samples)",
         )
+        _checks.satisfies(_OWNER, "model", model, bool(getattr(model, "inputs", None)),
+                          'a model with symbolic `inputs` (Sequential with a `keras.Input`, or Functional) for '
+                          'quantization="int8" with `representative_data`, which is shaped after its input: wrap a '
+                          "subclassed model as `keras.Model(x := keras.Input(shape), model(x))` (a tfopt "
+                          "`Distiller`: export its `student`)")
         inputs = len(model.inputs)
         _checks.satisfies(_OWNER, "model", f"<model with {inputs} inputs>", inputs == 1,
                           'a model with one input for quantization="int8" with `representative_data` (its '

@@ -1,8 +1,8 @@
 """`DeploymentTuner`: a KerasTuner tuner that scores each trial by the TFLite model it ships, within a budget.
 
-After a trial's `fit`, the trained model (pruning wrappers stripped) is exported with `tfopt.export.to_tflite`, the
-file kept in the trial's folder, scored with the LiteRT interpreter on the validation data and timed. The trial
-records these next to its Keras metrics:
+After a trial's `fit`, the trained model (a `tfopt.distill.Distiller`'s student; pruning wrappers stripped) is
+exported with `tfopt.export.to_tflite`, the file kept in the trial's folder, scored with the LiteRT interpreter on the
+validation data and timed. The trial records these next to its Keras metrics:
 
 | metric                                  | what                                                                 |
 | --------------------------------------- | -------------------------------------------------------------------- |
@@ -29,7 +29,7 @@ import keras
 import keras_tuner
 from keras_tuner.engine.tuner import maybe_distribute
 
-from tfopt import _checks, _compat, _surgery, export, prune
+from tfopt import _checks, _compat, _surgery, distill, export, prune
 from tfopt.tuning import _fit_data
 
 _OWNER = "DeploymentTuner"
@@ -89,6 +89,15 @@ def _is_pruned(model):
     return bool(prune.wrapper.pruned_layers(model))
 
 
+def _student(model):
+    """The model a trial ships: a tfopt `Distiller`'s student, else `model`."""
+    if _compat.is_legacy(model):
+        from tfopt.distill import legacy
+
+        return model.student if isinstance(model, legacy.distiller_class()) else model
+    return model.student if isinstance(model, distill.Distiller) else model
+
+
 def _format(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -101,7 +110,8 @@ class DeploymentTuner(keras_tuner.Tuner):
     `get_best_hyperparameters()`, `results_summary()`, and `tfopt.tuning.pareto(tuner)`. The hypermodel builds and
     compiles a Keras 3 model, or a tf_keras one (with tfmot pruning or QAT) in a process run with
     `TF_USE_LEGACY_KERAS=1`; a quantization-aware model is exported as QAT, a pruned one stripped first (its
-    `UpdatePruningStep` callback goes in `search`'s callbacks). Resuming (`overwrite=False`), `distribution_strategy`
+    `UpdatePruningStep` callback goes in `search`'s callbacks), a `tfopt.distill.Distiller` as its student (the
+    best models are the trained Distillers: take their `student`). Resuming (`overwrite=False`), `distribution_strategy`
     and callbacks work as in KerasTuner; with the oracle's `seed` each trial also seeds Keras (seed + trial number),
     so the same seed gives the same trials. `search(..., verbose=1)` prints one line per finished trial;
     `verbose=0` nothing; `verbose=2` adds KerasTuner's and Keras's own progress.
@@ -189,7 +199,8 @@ class DeploymentTuner(keras_tuner.Tuner):
         history = self.hypermodel.fit(hp, model, *fit_args, **fit_kwargs)
         model.save_weights(self._weights_path(trial.trial_id, model))
         keras_metrics = {name: float(values[-1]) for name, values in history.history.items() if values}
-        deployable = prune.strip_pruning(model) if _is_pruned(model) else model
+        deployable = _student(model)
+        deployable = prune.strip_pruning(deployable) if _is_pruned(deployable) else deployable
         return {**keras_metrics, **self._tflite_metrics(trial, deployable, fit_args, fit_kwargs)}
 
     def _build_trial_model(self, hp):
@@ -258,7 +269,12 @@ class DeploymentTuner(keras_tuner.Tuner):
         """The best completed trials within budget, best first (fewer if fewer met it); a ValueError if none did."""
         _checks.integer(_OWNER, "num_trials", num_trials, low=1)
         ranked = self.oracle.get_best_trials(len(self.oracle.trials))
-        feasible = [trial for trial in ranked if trial.status == "COMPLETED" and not _over_budget(trial)]
+        completed = [trial for trial in ranked if trial.status == "COMPLETED"]
+        if not completed:
+            failed = [trial for trial in self.oracle.trials.values() if (trial.message or "").strip()]
+            first = f": the first failure was: {failed[0].message.strip().splitlines()[-1]}" if failed else ""
+            raise ValueError(f"{_OWNER}: no trial completed among {len(self.oracle.trials)} trials{first}")
+        feasible = [trial for trial in completed if not _over_budget(trial)]
         if not feasible:
             raise ValueError(f"{_OWNER}: no completed trial met the budget (max_size_kb={self.max_size_kb}, "
                              f"max_latency_ms={self.max_latency_ms}) among {len(self.oracle.trials)} trials")
