@@ -103,3 +103,43 @@ def test_a_model_without_optimizer_gets_a_clear_error(regression_data):
     callback.set_model(model)
     with pytest.raises(ValueError, match="LRScheduler: the model has no optimizer"):
         callback.on_train_begin()
+
+
+def test_steps_per_execution_holds_the_rate_of_each_calls_first_step(linear_model, regression_data):
+    schedule = tfopt.schedules.OneCycle(max_lr=0.05, total_steps=16)
+    grouped = linear_model(keras.optimizers.SGD(0.5), steps_per_execution=4)
+    history = _fit(grouped, regression_data, [LRScheduler(schedule)], epochs=4)
+    stepwise = linear_model(keras.optimizers.SGD(0.5))  # one step per call, the rate held over each group of 4
+    _fit(stepwise, regression_data, [LRScheduler(lambda step: float(schedule(step - step % 4)))], epochs=4)
+    for grouped_weight, stepwise_weight in zip(grouped.get_weights(), stepwise.get_weights()):
+        np.testing.assert_allclose(grouped_weight, stepwise_weight, rtol=1e-6)
+    np.testing.assert_allclose(history.history["learning_rate"], [float(schedule(s)) for s in (0, 4, 8, 12)],
+                               rtol=1e-6)
+
+
+def test_gradient_accumulation_counts_every_batch_as_the_optimizer_schedule_does(linear_model, regression_data):
+    schedule = tfopt.schedules.OneCycle(max_lr=0.05, total_steps=15)
+    data = regression_data[0][:48], regression_data[1][:48]  # 3 batches an epoch: updates straddle the epochs
+    driven = linear_model(keras.optimizers.SGD(0.5, gradient_accumulation_steps=2))
+    native = linear_model(keras.optimizers.SGD(schedule, gradient_accumulation_steps=2))
+    _fit(driven, data, [LRScheduler(schedule)], epochs=5)
+    _fit(native, data, epochs=5)
+    for driven_weight, native_weight in zip(driven.get_weights(), native.get_weights()):
+        np.testing.assert_allclose(driven_weight, native_weight, rtol=1e-6)
+
+
+@pytest.mark.parametrize("order", ["scheduler_first", "plateau_first"])
+@pytest.mark.parametrize("plateau", [tfopt.callbacks.ReduceLROnPlateau, keras.callbacks.ReduceLROnPlateau])
+def test_another_callback_writing_the_rate_is_refused(linear_model, regression_data, plateau, order):
+    scheduler = LRScheduler(tfopt.schedules.WarmUp(0.01, 8))
+    reduce = plateau("loss", factor=0.5, patience=0, min_delta=100.0)  # reduces at the end of epoch 2
+    callbacks = [scheduler, reduce] if order == "scheduler_first" else [reduce, scheduler]
+    with pytest.raises(ValueError, match=r"LRScheduler: the optimizer's learning rate was changed by something "
+                                         r"other than LRScheduler during `fit`: it holds 0\.004375, but LRScheduler "
+                                         r"last set 0\.00875\. .* give the schedule to the optimizer"):
+        _fit(linear_model(keras.optimizers.SGD(0.1)), regression_data, callbacks, epochs=4)
+
+
+def test_logs_the_rate_the_optimizer_holds(linear_model, regression_data):
+    history = _fit(linear_model(keras.optimizers.SGD(0.1)), regression_data, [LRScheduler(lambda step: 0.1 / 3)])
+    np.testing.assert_array_equal(history.history["learning_rate"], [float(np.float32(0.1 / 3))] * 3)

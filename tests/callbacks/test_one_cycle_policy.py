@@ -144,3 +144,15 @@ def test_bad_arguments_are_named():
             OneCyclePolicy(0.1, 10, cycle_momentum=value)
     with pytest.raises(TypeError, match="OneCycle: argument `three_phase` must be True or False"):
         OneCyclePolicy(0.1, 10, three_phase="no")
+
+
+def test_steps_per_execution_sets_each_call_the_rate_of_its_first_step(linear_model, regression_data, rate_probe):
+    total = 16  # 4 epochs of 4 steps, 4 steps per train function call: one call per epoch
+    lr_probe, momentum_probe = rate_probe("learning_rate"), rate_probe("momentum")
+    model = linear_model(keras.optimizers.SGD(0.1, momentum=0.9), steps_per_execution=4)
+    _fit(model, regression_data, [OneCyclePolicy(max_lr=0.05, total_steps=total), lr_probe, momentum_probe], epochs=4)
+    assert int(model.optimizer.iterations) == total
+    # the calls' first steps: the last call runs the cycle's last 4 steps (counted per call, it stopped at step 3)
+    expected = np.array([torch_one_cycle(step, total, 0.05) for step in (0, 4, 8, 12)])
+    np.testing.assert_allclose(lr_probe.values, expected[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(momentum_probe.values, expected[:, 1], rtol=1e-6)

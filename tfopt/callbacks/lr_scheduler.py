@@ -43,14 +43,25 @@ class LRScheduler(_compat.Callback):
     """Sets the optimizer's learning rate from a schedule before every batch (or epoch).
 
     Use it to put any `LearningRateSchedule` (tfopt's or Keras's) or any function of the step on an optimizer that
-    was created with a float learning rate, Keras 3 and tf_keras alike, without rebuilding the optimizer. The rate
-    used in each epoch's last step is written to the epoch logs as `learning_rate`, so it lands in `History`.
+    was created with a float learning rate, Keras 3 and tf_keras alike, without rebuilding the optimizer. The rate the
+    optimizer holds at each epoch's end (the one its last step used) is written to the epoch logs as `learning_rate`,
+    so it lands in `History`.
 
     ```python
-    step = optimizer.iterations at the start of fit   # unit="batch": resumes where training stopped
-    before each batch:  optimizer.learning_rate = schedule(step); step += 1
-    unit="epoch":       optimizer.learning_rate = schedule(epoch) before each epoch
+    unit="batch":  before each train function call:             # resumes where training stopped
+                       step = optimizer.iterations at the epoch's start + the call's first batch in the epoch
+                       optimizer.learning_rate = schedule(step)
+    unit="epoch":  optimizer.learning_rate = schedule(epoch) before each epoch
     ```
+
+    The step is the one a schedule given to the optimizer would see. A callback runs once per train function call,
+    so with `compile(steps_per_execution=k)` the rate changes once every k steps: the k steps of a call all use the
+    rate of the call's first step. With `gradient_accumulation_steps`, each batch is a step, as for a schedule on the
+    optimizer. The callback is the one writer of the rate: if another callback (`ReduceLROnPlateau`,
+    `LearningRateScheduler`, `SWA(swa_lr=...)`) changes it during `fit`, it raises a `ValueError` at the next epoch's
+    start or end, rather than overwriting the change or letting it stand by turns. To lower a schedule when a metric
+    stalls, give the schedule to the optimizer (`learning_rate=schedule`) and use `tfopt.callbacks.ReduceLROnPlateau`,
+    which scales it.
 
     Args:
         schedule: a `keras.optimizers.schedules.LearningRateSchedule` or a function `step -> learning rate`.
@@ -81,48 +92,74 @@ class LRScheduler(_compat.Callback):
         self.verbose = _checks.integer(type(self).__name__, "verbose", verbose, low=0)
         self._table = None
         self._set_rate = None
-        self._step = 0
+        self._epoch_start = None
+        self._last_call = None
         self._last_rate = None
+        self._check_pending = False
 
     def on_train_begin(self, logs=None):
         self._require_float_learning_rate()
         self._table = _ScheduleTable(self.schedule)
         self._set_rate = _compat.learning_rate_setter(self.optimizer)
-        self._step = None  # read at the first epoch: after every callback's on_train_begin (BackupAndRestore's)
-        self._last_rate = None
+        self._epoch_start = self._last_call = self._last_rate = None
 
-    def _current_step(self):
-        if self._step is None:
-            self._step = int(_compat.host_value(self.optimizer.iterations))
-            self._first_step(self._step)
-        return self._step
+    def _step_at_epoch_start(self):
+        """The optimizer step the epoch starts at, read at its start: after every callback's on_train_begin
+        (BackupAndRestore's) and after a last call of the epoch before that may have run fewer steps."""
+        accumulation = getattr(_compat.unwrap_optimizer(self.optimizer), "gradient_accumulation_steps", None) or 1
+        if accumulation == 1 or self._last_call is None:
+            return int(_compat.host_value(self.optimizer.iterations)) * accumulation
+        # Keras 3's `iterations` counts updates here, a schedule on the optimizer batches: go on from the last call
+        per_call, steps = getattr(self.model, "steps_per_execution", 1), (self.params or {}).get("steps")
+        epoch_start, batch = self._last_call
+        return epoch_start + batch + (per_call if not steps else min(per_call, steps - batch))
 
-    def _first_step(self, step):
-        self._table(step)  # evaluates the first block of rates now, not inside the first batch
+    def _prefill(self, step):
+        self._table(step)  # evaluates the block of rates from `step` now, not inside a batch
+
+    def _check_rate_unchanged(self):
+        """The rate the optimizer holds; raises if another callback changed it since this one set it."""
+        held = _compat.learning_rate(self.optimizer)
+        if np.float32(held) != np.float32(self._last_rate):
+            name = type(self).__name__
+            raise ValueError(
+                f"{name}: the optimizer's learning rate was changed by something other than {name} during `fit`: it "
+                f"holds {held:.6g}, but {name} last set {self._last_rate:.6g}. Another callback (ReduceLROnPlateau, "
+                f"LearningRateScheduler, SWA's `swa_lr`, ...) also sets the rate, and the two would overwrite each "
+                f"other. Keep one of them: to lower a schedule when a metric stalls, give the schedule to the "
+                f"optimizer (`learning_rate=schedule`) instead of {name}, and use tfopt.callbacks.ReduceLROnPlateau, "
+                f"which scales it."
+            )
+        return held
 
     def _apply(self, step):
         rate = self._table(step)
+        if self._check_pending and self._last_rate is not None:
+            self._check_rate_unchanged()
+        self._check_pending = False
         if rate != self._last_rate:
             self._set_rate(rate)
             self._last_rate = rate
         return rate
 
     def on_epoch_begin(self, epoch, logs=None):
-        step = self._current_step()
+        self._epoch_start = self._step_at_epoch_start()
+        self._prefill(epoch if self.unit == "epoch" else self._epoch_start)
+        self._check_pending = True  # at the first `_apply`: after the other callbacks' on_epoch_begin (batch unit)
         if self.unit == "epoch":
             self._apply(epoch)
         if self.verbose:
-            rate = self._table(epoch if self.unit == "epoch" else step)
+            rate = self._table(epoch if self.unit == "epoch" else self._epoch_start)
             print(f"\nEpoch {epoch + 1}: {type(self).__name__} sets the learning rate to {rate:.4g}.")
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.unit == "batch":
-            self._apply(self._current_step())
-            self._step += 1
+        if self.unit == "batch":  # `batch`: the call's first step in the epoch (Keras 3 and tf_keras alike)
+            self._apply(self._epoch_start + batch)
+            self._last_call = (self._epoch_start, batch)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._last_rate is not None:
-            logs["learning_rate"] = self._last_rate
+            logs["learning_rate"] = self._check_rate_unchanged()
 
     def on_train_end(self, logs=None):
         self._set_rate = None  # holds the optimizer's variable; a deep copy of the callback should not

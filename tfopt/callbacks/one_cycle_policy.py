@@ -25,7 +25,8 @@ class OneCyclePolicy(LRScheduler):
     `OneCycleLR` does. The momentum is SGD's and RMSprop's `momentum` or the Adam family's `beta_1`. Keras
     optimizers compile those hyper-parameters into the train step as constants; this callback makes the optimizer
     read them from a variable, so each batch's value reaches the compiled step (also under `jit_compile`).
-    The rate and momentum of each epoch's last step are written to the logs.
+    The rate and momentum of each epoch's last step are written to the logs. As with `LRScheduler`, they are set
+    once per train function call: with `compile(steps_per_execution=k)`, once every k steps.
 
     ```python
     lr(step) = OneCycle(max_lr, total_steps, ...)(step)
@@ -82,8 +83,8 @@ class OneCyclePolicy(LRScheduler):
         self._momentum = make_traced(optimizer, self._momentum_name, self.model.distribute_strategy)
         self._momentum_table = _ScheduleTable(self.schedule.momentum(self.base_momentum, self.max_momentum))
 
-    def _first_step(self, step):
-        super()._first_step(step)
+    def _prefill(self, step):
+        super()._prefill(step)
         if self._momentum_table is not None:
             self._momentum_table(step)
 
