@@ -87,12 +87,19 @@ def test_export_refuses_to_overwrite_without_the_flag(files, capsys):
         (["evaluate", "{float}", "--data", "{test}", "--y-key", "labels"], "has no array 'labels' (it has: x, y)"),
         (["export", "{float}"], "cannot load {float} as a Keras model"),
         (["inspect", "{test}"], "{test} is not a TFLite flatbuffer"),
+        (["evaluate", "{float}", "--data", "{damaged}"], "cannot read {damaged} as a .npz archive: File is not a zip"),
+        (["export", "{keras}", "--calibration", "{damaged}"], "cannot read {damaged} as a .npz archive"),
+        (["evaluate", "{float}", "--data", "{npy}"], "cannot read {npy} as a .npz archive: it holds a single array"),
     ],
-    ids=["export", "inspect", "bench", "evaluate-data", "npz-key", "not-keras", "not-tflite"],
+    ids=["export", "inspect", "bench", "evaluate-data", "npz-key", "not-keras", "not-tflite", "damaged-npz",
+         "damaged-calibration", "npy-not-npz"],
 )
 def test_errors_are_one_line_on_stderr(files, float_tflite, capsys, argv, message):
     (files / "float.tflite").write_bytes(float_tflite)
-    names = {"missing": files / "missing.file", "float": files / "float.tflite", "test": files / "test.npz"}
+    (files / "damaged.npz").write_bytes(b"PK\003\004junk")
+    np.save(files / "single.npy", np.zeros(3))
+    names = {"missing": files / "missing.file", "float": files / "float.tflite", "test": files / "test.npz",
+             "damaged": files / "damaged.npz", "npy": files / "single.npy", "keras": files / "digits.keras"}
     assert cli.main([arg.format(**names) for arg in argv]) == 1
     err = capsys.readouterr().err
     assert message.format(**names) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

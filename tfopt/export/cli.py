@@ -13,6 +13,7 @@ Example:
 import functools
 import os
 import sys
+import zipfile
 
 import numpy as np
 
@@ -39,10 +40,16 @@ def _reports_errors(handler):
 def _array(path, key):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such data file: {path}")
-    with np.load(path, allow_pickle=False) as archive:
-        if key not in archive.files:
-            raise KeyError(f"{path} has no array {key!r} (it has: {', '.join(archive.files) or 'none'})")
-        return archive[key]
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array (.npy), not named arrays")
+        with archive:
+            if key not in archive.files:
+                raise KeyError(f"{path} has no array {key!r} (it has: {', '.join(archive.files) or 'none'})")
+            return archive[key]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # a damaged or foreign file
+        raise ValueError(f"cannot read {path} as a .npz archive: {str(error).splitlines()[0]}") from error
 
 
 def _load_model(path):
