@@ -124,7 +124,40 @@ def test_backup_dir_resumes_the_averages_of_an_interrupted_fit(regression_data, 
     assert len(probe.epochs) == 3  # epochs 3, 4 and 5 only
     for a, b in zip(resumed.get_weights(), uninterrupted.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert list((tmp_path / "swa").iterdir()) == []
+    assert [path.name for path in (tmp_path / "swa").iterdir()] == ["swa-after-epoch-5.npz"]  # the finished record
+
+
+def _two_fits(model, data, callbacks, interrupt_at=None, backup=None):
+    """Fits epochs 0-3, then 4-7 with `initial_epoch=4` (interrupted in epoch `interrupt_at` and resumed)."""
+    model.fit(*data, batch_size=16, epochs=4, shuffle=False, verbose=0, callbacks=callbacks)
+    if interrupt_at is not None:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(*data, batch_size=16, epochs=8, initial_epoch=4, shuffle=False, verbose=0,
+                      callbacks=[backup, *callbacks, Interrupt(interrupt_at)])
+    extra = [] if backup is None else [backup]
+    model.fit(*data, batch_size=16, epochs=8, initial_epoch=4, shuffle=False, verbose=0, callbacks=extra + callbacks)
+    return model
+
+
+def test_a_fit_after_a_finished_fit_starts_new_averages_as_without_backup_dir(linear_model, regression_data,
+                                                                             tmp_path):
+    expected = _two_fits(linear_model(keras.optimizers.SGD(0.05)), regression_data, [SWA(2)])
+    probe = WeightProbe()
+    model = _two_fits(linear_model(keras.optimizers.SGD(0.05)), regression_data,
+                      [SWA(2, backup_dir=str(tmp_path)), probe])
+    assert_averaged(model, probe, 4)  # the ends of epochs 4-7 only: the first fit's average is in the weights
+    for a, b in zip(model.get_weights(), expected.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert [path.name for path in tmp_path.iterdir()] == ["swa-after-epoch-7.npz"]
+
+
+def test_an_interrupted_fit_after_a_finished_fit_resumes_its_averages(linear_model, regression_data, tmp_path):
+    expected = _two_fits(linear_model(keras.optimizers.SGD(0.05)), regression_data, [SWA(2)])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    model = _two_fits(linear_model(keras.optimizers.SGD(0.05)), regression_data,
+                      [SWA(2, backup_dir=str(tmp_path / "swa"))], interrupt_at=6, backup=backup)
+    for a, b in zip(model.get_weights(), expected.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_backup_dir_without_the_averages_of_the_resumed_epoch_raises(regression_data, tmp_path):

@@ -50,9 +50,11 @@ class SWA(_compat.Callback):
     The averages are kept as float64 NumPy copies on the host: they cost no device memory or step time and follow the
     model under `tf.distribute` strategies, but they are not model weights, so `BackupAndRestore` does not save them.
     Give `backup_dir` (its folder, say) and SWA saves them there at each epoch's end (the chief only, under a
-    multi-worker strategy) and, when `fit` resumes at a later epoch, restores those of the epoch before; a finished
-    `fit` deletes them. A `copy.deepcopy` of the callback (KerasTuner makes one per trial) starts afresh and shares
-    `update_bn`.
+    multi-worker strategy) and, when `fit` resumes at a later epoch, restores those of the epoch before. A finished
+    `fit` has put the averages into the model: it replaces them by a record of its last epoch that holds none, so a
+    later `fit` going on from the next epoch starts new averages, as it does without `backup_dir`; a `fit` resuming
+    at an epoch after neither raises. A `copy.deepcopy` of the callback (KerasTuner makes one per trial) starts
+    afresh and shares `update_bn`.
 
     Args:
         start_epoch: the first (0-based) epoch whose end is averaged, an integer >= 0.
@@ -91,7 +93,7 @@ class SWA(_compat.Callback):
                 _checks.instance("SWA", "backup_dir", backup_dir, (str, os.PathLike), "a folder path")
             )
         self.backup_dir = backup_dir
-        self._averages, self._count, self._first_epoch = None, 0, None
+        self._averages, self._count, self._first_epoch, self._last_epoch = None, 0, None, None
 
     def __deepcopy__(self, memo):
         return type(self)(self.start_epoch, self.swa_lr, self.update_bn, self.backup_dir)
@@ -110,7 +112,7 @@ class SWA(_compat.Callback):
                 "model with BatchNormalization layers: a callback cannot see fit's data, and the averaged weights "
                 "need statistics of their own. Pass `update_bn=train_dataset`. Received: update_bn=True"
             )
-        self._averages, self._count, self._first_epoch = None, 0, None
+        self._averages, self._count, self._first_epoch, self._last_epoch = None, 0, None, None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._first_epoch is None:
@@ -120,6 +122,7 @@ class SWA(_compat.Callback):
             _compat.set_learning_rate(self.optimizer, self.swa_lr)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._last_epoch = epoch
         if epoch < self.start_epoch:
             return
         weights = [np.asarray(variable, "float64") for variable in self.model.trainable_variables]
@@ -145,36 +148,46 @@ class SWA(_compat.Callback):
                 os.remove(old)
 
     def _restore(self, first_epoch):
-        """Takes the averages saved after epoch `first_epoch - 1` when `fit` resumes after averaging began."""
+        """Takes the averages saved after epoch `first_epoch - 1` when `fit` resumes after averaging began: none (a new
+        average) if a finished `fit` ended with that epoch."""
         if self.backup_dir is None or first_epoch <= self.start_epoch:
             return
         path = self._backup_path(first_epoch - 1)
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"SWA: training resumes at epoch {first_epoch}, after averaging began at start_epoch="
-                f"{self.start_epoch}, but argument `backup_dir` holds no averages of epoch {first_epoch - 1} ({path}). "
-                f"Resume with the `backup_dir` of the interrupted run. Received: backup_dir={self.backup_dir!r}"
+                f"{self.start_epoch}, but argument `backup_dir` holds no averages of epoch {first_epoch - 1} ({path}), "
+                f"nor the record of a finished fit ending with it. Resume with the `backup_dir` of the interrupted "
+                f"run, or at the epoch after the last of the finished one. Received: backup_dir={self.backup_dir!r}"
             )
         with np.load(path) as saved:
-            count, *self._averages = (saved[f"arr_{index}"] for index in range(len(saved.files)))
-        self._count = int(count)
+            count, *averages = (saved[f"arr_{index}"] for index in range(len(saved.files)))
+        self._count, self._averages = int(count), averages or None
+
+    def _leave_finished_record(self):
+        """Replaces the saved averages (now in the model) by a record, holding none, of the last epoch."""
+        record = None
+        if self._last_epoch is not None and self._last_epoch >= self.start_epoch:
+            record = _files.write_atomically(self._backup_path(self._last_epoch), lambda file: np.savez(file, 0))
+        if distribute.is_chief(self.model.distribute_strategy):
+            for path in set(glob.glob(self._backup_path("*"))) - {record}:
+                os.remove(path)
 
     def on_train_end(self, logs=None):
-        if self.backup_dir is not None and distribute.is_chief(self.model.distribute_strategy):
-            for path in glob.glob(self._backup_path("*")):
-                os.remove(path)
         if self._count == 0:
             warnings.warn(
                 f"SWA: training ended before epoch start_epoch={self.start_epoch}, so there is nothing to average; "
                 "the model keeps its last weights.",
                 stacklevel=2,
             )
-            return
-        for variable, average in zip(self.model.trainable_variables, self._averages):
-            variable.assign(average)
-        layers = _batch_norm_layers(self.model)
-        if layers and not isinstance(self.update_bn, bool):
-            self._recompute_batch_norm(layers)
+        else:
+            for variable, average in zip(self.model.trainable_variables, self._averages):
+                variable.assign(average)
+            layers = _batch_norm_layers(self.model)
+            if layers and not isinstance(self.update_bn, bool):
+                self._recompute_batch_norm(layers)
+        if self.backup_dir is not None:  # last: the saved averages outlive a failure above
+            self._leave_finished_record()
 
     def _recompute_batch_norm(self, layers):
         momenta = [layer.momentum for layer in layers]
