@@ -69,3 +69,21 @@ def test_a_keras3_process_clusters_with_tfmot_and_comes_back():
     assert story["type"] == "keras" and story["legacy_flag"] == "1"
     assert len(story["unique"]) == 4 and max(story["unique"]) <= 8
     assert story["loss"] > 0
+
+
+def test_keras_ops_calls_are_named_before_tf_keras_is_needed():
+    inputs = keras.Input((4,))
+    outputs = keras.ops.relu(keras.layers.Dense(2)(inputs))
+    with pytest.raises(ValueError, match=r"to_tf_keras: 1 layer\(s\) can't cross to tf_keras: 'relu' \(Relu, a "
+                                         r"keras.ops call\)\. .*keras.ops calls can't"):
+        to_tf_keras(keras.Model(inputs, outputs))
+
+
+def test_an_embedding_mask_read_past_another_layer_is_named():
+    """Only the mask given to the layer called on the Embedding's own output is left to tf_keras to propagate."""
+    inputs = keras.Input((6,), dtype="int32")
+    x = keras.layers.Dropout(0.1)(keras.layers.Embedding(10, 4, mask_zero=True)(inputs))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(x))
+    with pytest.raises(ValueError, match=r"1 layer\(s\) can't cross to tf_keras: 'not_equal\w*' \(NotEqual, a "
+                                         r"keras.ops call\)"):
+        to_tf_keras(model)

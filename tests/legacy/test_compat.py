@@ -57,6 +57,15 @@ SPECS = {
 }
 
 
+def _reads(name):
+    """Whether both generations read the activation `name`."""
+    try:
+        keras.activations.get(name), tf_keras.activations.get(name)
+    except ValueError:
+        return False
+    return True
+
+
 INTEGER_INPUTS = {"Embedding"}  # token ids
 SEPARATE_INPUTS = {"MultiHeadAttention"}  # called as layer(query, value)
 
@@ -153,6 +162,55 @@ def _config(layer):
         return {key: rounded(item) for key, item in value.items()} if isinstance(value, dict) else value
 
     return {key: rounded(value) for key, value in layer.get_config().items() if key != "axis"}
+
+
+# Every activation name both generations read; tf_keras computes hard_sigmoid as clip(0.2 * x + 0.5, 0, 1), Keras 3
+# as relu6(x + 3) / 6.
+SHARED_ACTIVATIONS = sorted(
+    name for name in dir(keras.activations)
+    if not name.startswith("_") and name not in ("get", "serialize", "deserialize") and _reads(name)
+)
+DIFFERENT_ACTIVATIONS = {"hard_sigmoid"}
+
+
+@pytest.mark.parametrize("origin", [keras, tf_keras], ids=["from_keras3", "from_tf_keras"])
+@pytest.mark.parametrize("name", SHARED_ACTIVATIONS)
+def test_an_activation_crosses_with_the_same_numbers_or_is_refused(name, origin):
+    model = origin.Sequential([origin.Input((17,)), origin.layers.Activation(name, name="act")])
+    there = to_tf_keras if origin is keras else to_keras3
+    if name in DIFFERENT_ACTIVATIONS:
+        with pytest.raises(ValueError, match=f"{there.__name__}: layer 'act' \\(Activation\\) can't be rebuilt in "
+                                             f".*its activation '{name}' computes a different function"):
+            there(model)
+        return
+    x = np.linspace(-4, 4, 17, dtype="float32")[None, :]
+    np.testing.assert_array_equal(np.asarray(there(model)(x)), np.asarray(model(x)))
+
+
+def test_shared_activations_are_the_known_ones():
+    assert len(SHARED_ACTIVATIONS) >= 16 and DIFFERENT_ACTIVATIONS <= set(SHARED_ACTIVATIONS)
+
+
+def test_a_dense_layer_with_hard_sigmoid_is_refused_both_ways():
+    for origin, there in ((keras, to_tf_keras), (tf_keras, to_keras3)):
+        model = origin.Sequential([origin.Input((3,)), origin.layers.Dense(2, "hard_sigmoid", name="gate")])
+        with pytest.raises(ValueError, match="layer 'gate' \\(Dense\\) .* its activation 'hard_sigmoid'"):
+            there(model)
+
+
+def test_an_embedding_mask_is_left_to_tf_keras_to_propagate():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,), dtype="int32")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(10, 4, mask_zero=True)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(pooled))
+    assert "NotEqual" in [entry["class_name"] for entry in model.get_config()["layers"]]
+    x = np.array([[3, 5, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6]], "int32")  # padded with 0
+    legacy = to_tf_keras(model)
+    assert [type(layer).__name__ for layer in legacy.layers] == [type(layer).__name__ for layer in model.layers]
+    _assert_same_outputs(model, legacy, x, atol=0)
+    _assert_same_outputs(model, to_keras3(legacy), x, atol=0)
+    unmasked = model.get_layer(index=1)(x).numpy().mean(axis=1) @ model.layers[-1].kernel.numpy()
+    assert not np.allclose(unmasked[0], np.asarray(model(x))[0])  # the padding is masked out
 
 
 def test_digits_cnn_round_trip_gives_the_same_outputs():

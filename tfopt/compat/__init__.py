@@ -6,9 +6,12 @@ brings it back; both rebuild every layer from its config and copy its weights, s
 function. The new model is not compiled, and the source model is left as it was.
 
 Only the built-in layers in `LAYERS` cross (nested Sequential and functional models of them too). Custom layers,
-`Lambda`, layers that exist in one generation only and wrappers (tfmot's, tfopt's) can't: the call raises a
-ValueError naming every one of them, before anything is built. tf_keras is imported on the first `to_tf_keras`
-call, never by `import tfopt.compat`.
+`Lambda`, layers that exist in one generation only, wrappers (tfmot's, tfopt's) and the `keras.ops` calls a Keras 3
+functional model records (`keras.ops.relu(x)`) can't: the call raises a ValueError naming every one of them, before
+anything is built. The mask Keras 3 records for an `Embedding(mask_zero=True)` and passes to the layer called on its
+output is left out, as tf_keras propagates it by itself. A layer whose activation the generations compute
+differently (`hard_sigmoid`) raises a ValueError naming it. tf_keras is imported on the first `to_tf_keras` call,
+never by `import tfopt.compat`.
 
 Example:
     >>> import keras
@@ -42,7 +45,8 @@ def to_tf_keras(model):
 
     Raises:
         TypeError: if `model` is not a Keras 3 Sequential or functional model (a tf_keras one, say).
-        ValueError: naming every layer that can't cross.
+        ValueError: naming every layer and `keras.ops` call that can't cross, or a layer whose activation tf_keras
+            computes differently.
 
     Example:
         >>> import keras
@@ -66,7 +70,7 @@ def to_keras3(model):
 
     Raises:
         TypeError: if `model` is not a tf_keras Sequential or functional model (a Keras 3 one, say).
-        ValueError: naming every layer that can't cross.
+        ValueError: naming every layer that can't cross, or a layer whose activation Keras 3 computes differently.
 
     Example:
         >>> import tf_keras
@@ -89,7 +93,8 @@ def _check(owner, model, legacy):
     names = _models.unsupported(model)
     if names:
         raise ValueError(f"{owner}: {len(names)} layer(s) can't cross to {other}: {', '.join(names)}. Only the "
-                         "built-in layers in tfopt.compat.LAYERS can (custom layers, Lambda and wrappers can't).")
+                         "built-in layers in tfopt.compat.LAYERS can (custom layers, Lambda, wrappers and keras.ops "
+                         "calls can't).")
 
 
 def _describe(obj):

@@ -14,7 +14,9 @@ the arguments mean the same; they differ in how some values are spelled and in a
   tf_keras requires the keys, None also building on the first call).
 
 A key only one generation has is dropped when it holds its "feature off" value and is otherwise left in place, so
-that the other generation's `from_config` rejects it: nothing is lost silently.
+that the other generation's `from_config` rejects it: nothing is lost silently. Activations are written by name;
+`hard_sigmoid` names a different function in each (tf_keras `clip(0.2 * x + 0.5, 0, 1)`, Keras 3 `relu6(x + 3) / 6`)
+and neither has the other's as a built-in, so a layer using it is refused (ValueError).
 
 Example:
     >>> from tfopt.compat import _layers
@@ -59,13 +61,15 @@ _SHAPE_KEYS = {"batch_input_shape", "input_shape", "batch_size", "input_dim"}
 # The input shapes tf_keras writes on a built MultiHeadAttention (Keras 3 builds it on its first call instead).
 _BUILD_SHAPES = {"MultiHeadAttention": {"query_shape", "key_shape", "value_shape"}}
 _POLICIES = {"DTypePolicy", "FloatDTypePolicy", "Policy"}
+# Activation names both generations read but compute differently.
+_DIFFERENT_ACTIVATIONS = {"hard_sigmoid"}
 
 
 def translate(class_name, config, to_legacy):
     """`config` of a `class_name` layer (or initializer, regularizer, constraint), as the other generation reads it.
 
     `to_legacy` is True for Keras 3 -> tf_keras, False for tf_keras -> Keras 3. Raises ValueError for a dtype
-    policy the other generation lacks (a quantized one).
+    policy the other generation lacks (a quantized one) and for an activation it computes differently.
     """
     renamed = _RENAMED.get(class_name, {})
     if not to_legacy:
@@ -93,6 +97,9 @@ def _dropped(class_name, key, value):
 def _value(key, value, to_legacy):
     if key == "dtype":
         return _policy_name(value)
+    if key.endswith("activation") and isinstance(value, str) and value in _DIFFERENT_ACTIVATIONS:
+        raise ValueError(f"its {key} {value!r} computes a different function in the other Keras generation, which "
+                         "has no built-in equal to it")
     if key == "axis" and isinstance(value, list) and len(value) == 1:
         return value[0]
     if isinstance(value, dict) and isinstance(value.get("config"), dict) and "class_name" in value:

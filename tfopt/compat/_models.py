@@ -7,6 +7,10 @@ functional model is wired again from the inbound nodes of its config, which the 
                "kwargs": {}}
     tf_keras: [[layer, node, tensor, kwargs], ...]   (one entry: called on a tensor; several: on their list)
 
+A Keras 3 functional config also records the `keras.ops` calls made on its tensors (`keras.ops.relu(x)`), which
+tf_keras can't rebuild; one is left out: the `NotEqual` mask of an `Embedding(mask_zero=True)` that Keras 3 passes
+as `mask=` to a layer called on the Embedding's output, a mask tf_keras propagates by itself.
+
 Weights are copied layer by layer with `set_weights`; the source model is only read.
 
 Example:
@@ -14,6 +18,9 @@ Example:
     >>> from tfopt.compat import _models
     >>> _models.unsupported(keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x, name="f")]))
     ["'f' (Lambda)"]
+    >>> inputs = keras.Input((2,))
+    >>> _models.unsupported(keras.Model(inputs, keras.ops.relu(inputs)))
+    ["'relu' (Relu, a keras.ops call)"]
 """
 
 import collections
@@ -37,7 +44,8 @@ class _Ref:
 
 
 def unsupported(model):
-    """`'name' (ClassName)` of every layer of `model`, nested models included, that can't cross."""
+    """`'name' (ClassName)` of every layer and `keras.ops` call of `model`, nested models included, that can't
+    cross."""
     source = _compat.keras_of(model)
     names = []
     for layer in model.layers:
@@ -46,16 +54,46 @@ def unsupported(model):
             names += unsupported(layer)
         elif kind not in _layers.LAYERS or type(layer) is not getattr(source.layers, kind, None):
             names.append(f"'{layer.name}' ({kind})")
+    if _surgery.graph_kind(model) == "Functional" and not _compat.is_legacy(model):
+        config = model.get_config()
+        layer_names = {layer.name for layer in model.layers} | _implicit_masks(config)
+        names += [f"'{entry['config']['name']}' ({entry['class_name']}, a keras.ops call)"
+                  for entry in config["layers"] if entry["config"]["name"] not in layer_names]
     return names
+
+
+def _implicit_masks(config):
+    """Names of the `NotEqual` nodes of a Keras 3 functional `config` that are the mask of an
+    `Embedding(mask_zero=True)` and are only passed as `mask=` to layers called on that Embedding's output."""
+    calls = [(entry["config"]["name"], index, _keras3_node(node))
+             for entry in config["layers"] for index, node in enumerate(entry.get("inbound_nodes", ()))]
+    classes = {entry["config"]["name"]: entry for entry in config["layers"]}
+    masked = {_Ref(name, index, 0): args[0] for name, index, (args, _) in calls
+              if classes[name]["class_name"] == "Embedding" and classes[name]["config"].get("mask_zero")}
+    zero_tests = {_Ref(name, 0, 0): args[0] for name, _, (args, kwargs) in calls
+                  if classes[name]["class_name"] == "NotEqual" and len(classes[name]["inbound_nodes"]) == 1
+                  and len(args) == 2 and isinstance(args[0], _Ref) and args[1] == 0 and not kwargs}
+    readers = collections.defaultdict(list)  # tensor -> for each read, whether it is an Embedding output's mask=
+    for _, _, (args, kwargs) in calls:
+        embedding_input = masked.get(args[0]) if args and isinstance(args[0], _Ref) else None
+        for ref in _refs((args, kwargs)):
+            own_mask = ref is kwargs.get("mask") and embedding_input is not None
+            readers[ref].append(own_mask and zero_tests.get(ref) == embedding_input)
+    for ref in _refs(_spec(config["output_layers"])):
+        readers[ref].append(False)
+    return {ref.layer for ref in zero_tests if all(readers[ref])}
 
 
 def convert(model, to_legacy):
     """A new model of the other generation with `model`'s architecture and weights (uncompiled)."""
     config = model.get_config()
     sources = {layer.name: layer for layer in model.layers}
+    masks = _implicit_masks(config) if to_legacy and _surgery.graph_kind(model) == "Functional" else set()
     layers = {}
     for entry in config["layers"]:
         name = entry["config"]["name"]
+        if name in masks:
+            continue
         source = sources.get(name)
         layers[name] = convert(source, to_legacy) if _surgery.graph_kind(source) else _rebuild(entry, to_legacy,
                                                                                                source)
@@ -63,7 +101,7 @@ def convert(model, to_legacy):
     if _surgery.graph_kind(model) == "Sequential":
         new = target.Sequential(list(layers.values()), name=config["name"])
     else:
-        new = _wire(config, layers, to_legacy)
+        new = _wire(config, layers, to_legacy, masks)
     for name, source in sources.items():
         if not _surgery.graph_kind(source):
             layers[name].set_weights(source.get_weights())
@@ -97,18 +135,23 @@ def _build_shapes(layer):
     return {"query_shape": shapes["query_shape"], "value_shape": value, "key_shape": shapes.get("key_shape", value)}
 
 
-def _wire(config, layers, to_legacy):
-    """Calls the new layers on each other's outputs as the source config's inbound nodes say."""
+def _wire(config, layers, to_legacy, masks):
+    """Calls the new layers on each other's outputs as the source config's inbound nodes say, leaving out the
+    `masks` nodes and the `mask=` arguments that read them."""
     builtin = {entry["config"]["name"]: _builtin_node(entry, to_legacy) for entry in config["layers"]}
     read_node = _keras3_node if to_legacy else _legacy_node
     outputs, queue = {}, collections.deque()
     for entry in config["layers"]:
         name = entry["config"]["name"]
+        if name in masks:
+            continue
         if entry["class_name"] == "InputLayer":
             outputs[(name, 0)] = [layers[name].output]
         for index, node in enumerate(entry["inbound_nodes"]):
-            call = read_node(node)
-            queue.append((name, index, call if to_legacy else _shift(call, builtin)))
+            args, kwargs = read_node(node)
+            if isinstance(kwargs.get("mask"), _Ref) and kwargs["mask"].layer in masks:
+                kwargs = {key: value for key, value in kwargs.items() if key != "mask"}
+            queue.append((name, index, (args, kwargs) if to_legacy else _shift((args, kwargs), builtin)))
     _call_in_order(queue, layers, outputs)
     inputs, model_outputs = (
         _resolve(_shift(_spec(config[key]), builtin), outputs) for key in ("input_layers", "output_layers")
