@@ -64,7 +64,8 @@ def unsupported(model):
 
 def _implicit_masks(config):
     """Names of the `NotEqual` nodes of a Keras 3 functional `config` that are the mask of an
-    `Embedding(mask_zero=True)` and are only passed as `mask=` to layers called on that Embedding's output."""
+    `Embedding(mask_zero=True)` and are only passed as `mask=` to layers (of `LAYERS`, not models) called on that
+    Embedding's output."""
     calls = [(entry["config"]["name"], index, _keras3_node(node))
              for entry in config["layers"] for index, node in enumerate(entry.get("inbound_nodes", ()))]
     classes = {entry["config"]["name"]: entry for entry in config["layers"]}
@@ -74,8 +75,9 @@ def _implicit_masks(config):
                   if classes[name]["class_name"] == "NotEqual" and len(classes[name]["inbound_nodes"]) == 1
                   and len(args) == 2 and isinstance(args[0], _Ref) and args[1] == 0 and not kwargs}
     readers = collections.defaultdict(list)  # tensor -> for each read, whether it is an Embedding output's mask=
-    for _, _, (args, kwargs) in calls:
-        embedding_input = masked.get(args[0]) if args and isinstance(args[0], _Ref) else None
+    for name, _, (args, kwargs) in calls:
+        layer = classes[name]["class_name"] in _layers.LAYERS
+        embedding_input = masked.get(args[0]) if layer and args and isinstance(args[0], _Ref) else None
         for ref in _refs((args, kwargs)):
             own_mask = ref is kwargs.get("mask") and embedding_input is not None
             readers[ref].append(own_mask and zero_tests.get(ref) == embedding_input)
