@@ -196,6 +196,26 @@ def test_a_dataset_of_unknown_length_is_refused(regression_data):
         find_lr(_classifier(), unknown, num_steps=4)
 
 
+def test_an_infinite_dataset_gives_num_steps_batches(regression_data):
+    x, y = _classes(regression_data)
+    model = _classifier()
+    before = _state(model)
+    infinite = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()  # 8 batches, repeated without end
+    finder = find_lr(model, infinite, num_steps=20, stop_factor=1e9)
+    assert len(finder.lrs) == 20
+    np.testing.assert_allclose(finder.lrs[-1], 10.0, rtol=1e-6)
+    _assert_identical(before[: len(model.weights)], _state(model)[: len(model.weights)])
+
+
+def test_a_python_generator_is_refused_naming_x(regression_data):
+    x, y = _classes(regression_data)
+    batches = ((x[i:i + 8], y[i:i + 8]) for i in range(0, 64, 8))
+    with pytest.raises(ValueError, match=r"find_lr: argument `x` must be arrays .* Wrap a generator in "
+                                         r"`tf\.data\.Dataset\.from_generator\(\.\.\.\)\.repeat\(\)`\. "
+                                         r"Received: x=<generator object"):
+        find_lr(_classifier(), batches, num_steps=4)
+
+
 def _feed(finder, raw_losses):
     """Drives `finder` through a sweep whose batch losses are `raw_losses`; returns the step it stopped at."""
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])

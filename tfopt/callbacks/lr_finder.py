@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 
 from tfopt import _checks, _compat, _plotting, distribute
@@ -246,13 +247,43 @@ class LRFinder(_compat.Callback):
         return _plotting.save_png(figure, path)
 
 
+def _fit_arguments(x, y, batch_size, num_steps):
+    """`fit`'s arguments for a sweep of `num_steps` batches of `x`: as many epochs as it takes, or, for an infinite
+    dataset, `num_steps` batches drawn from it."""
+    if hasattr(x, "cardinality"):
+        batches = int(x.cardinality())
+        if batches == -1:  # tf.data.INFINITE_CARDINALITY
+            return {"x": x, "shuffle": False, "epochs": 1, "steps_per_epoch": num_steps}
+        kwargs = {"x": x, "shuffle": False}  # a dataset shuffles itself
+    elif isinstance(x, keras.utils.PyDataset):
+        batches, kwargs = len(x), {"x": x}
+    elif isinstance(x, (np.ndarray, list, tuple, dict)) or hasattr(x, "__array__"):
+        batches = math.ceil(len(keras.tree.flatten(x)[0]) / batch_size)
+        kwargs = {"x": x, "y": y, "batch_size": batch_size}
+    else:
+        raise ValueError(
+            "find_lr: argument `x` must be arrays (or a list or dict of them), a keras.utils.PyDataset or a "
+            "tf.data.Dataset, of known length or infinite (`.repeat()`): a sweep reads it over several epochs or "
+            "draws `num_steps` batches from it. Wrap a generator in `tf.data.Dataset.from_generator(...).repeat()`. "
+            f"Received: x={x!r}"
+        )
+    if batches < 1:
+        received = "no batches" if batches == 0 else (
+            "a dataset of unknown length; give it one with `.apply(tf.data.experimental.assert_cardinality(n))`, or "
+            "repeat it (`.repeat()`) to draw `num_steps` batches from it"
+        )
+        raise ValueError(f"find_lr: argument `x` must hold at least one batch of known size. Received: {received}.")
+    return dict(kwargs, epochs=math.ceil(num_steps / batches))
+
+
 def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0, num_steps=100, smoothing=0.98,
             stop_factor=4.0, min_fall=0.05, verbose=0):
     """Runs the LR range test on a compiled model and returns the `LRFinder` with its results.
 
-    `x`, `y` and `batch_size` are as for `model.fit` (`x` may be a `tf.data.Dataset` of batches); the other
-    arguments are `LRFinder`'s. The model's weights and optimizer state are exactly as before when it returns, even
-    if training raises.
+    `x`, `y` and `batch_size` are as for `model.fit`: arrays, a `keras.utils.PyDataset`, or a `tf.data.Dataset` of
+    batches of known length (read over as many epochs as `num_steps` needs) or infinite (`num_steps` batches are
+    drawn from it); the other arguments are `LRFinder`'s. The model's weights and optimizer state are exactly as
+    before when it returns, even if training raises.
 
     Example:
         >>> import keras, numpy as np, tfopt
@@ -265,20 +296,9 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0, num_ste
     finder = LRFinder(start_lr, end_lr, num_steps, smoothing, stop_factor, min_fall, verbose)
     if getattr(model, "optimizer", None) is None:
         raise ValueError("find_lr: the model must be compiled (`model.compile(optimizer=..., loss=...)`) first.")
-    if hasattr(x, "cardinality"):
-        steps_per_epoch = int(x.cardinality())
-        fit_kwargs = {"shuffle": False}  # a dataset shuffles itself
-    else:
-        steps_per_epoch = math.ceil(len(x) / batch_size)
-        fit_kwargs = {"y": y, "batch_size": batch_size}
-    if steps_per_epoch < 1:
-        received = "no batches" if steps_per_epoch == 0 else (
-            "a dataset of unknown length; give it one with `.apply(tf.data.experimental.assert_cardinality(n))`"
-        )
-        raise ValueError(f"find_lr: argument `x` must hold at least one batch of known size. Received: {received}.")
-    epochs = math.ceil(num_steps / steps_per_epoch)
+    fit_kwargs = _fit_arguments(x, y, batch_size, num_steps)
     try:
-        model.fit(x, epochs=epochs, callbacks=[finder], verbose=0, **fit_kwargs)
+        model.fit(callbacks=[finder], verbose=0, **fit_kwargs)
     finally:
         finder.restore()
     return finder
