@@ -255,7 +255,7 @@ def _fit_arguments(x, y, batch_size, num_steps):
         if batches == -1:  # tf.data.INFINITE_CARDINALITY
             return {"x": x, "shuffle": False, "epochs": 1, "steps_per_epoch": num_steps}
         kwargs = {"x": x, "shuffle": False}  # a dataset shuffles itself
-    elif isinstance(x, keras.utils.PyDataset):
+    elif isinstance(x, keras.utils.PyDataset) or _compat.is_legacy(x):  # or a tf_keras.utils.Sequence
         batches, kwargs = len(x), {"x": x}
     elif isinstance(x, (np.ndarray, list, tuple, dict)) or hasattr(x, "__array__"):
         batches = math.ceil(len(keras.tree.flatten(x)[0]) / batch_size)
@@ -280,10 +280,10 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0, num_ste
             stop_factor=4.0, min_fall=0.05, verbose=0):
     """Runs the LR range test on a compiled model and returns the `LRFinder` with its results.
 
-    `x`, `y` and `batch_size` are as for `model.fit`: arrays, a `keras.utils.PyDataset`, or a `tf.data.Dataset` of
-    batches of known length (read over as many epochs as `num_steps` needs) or infinite (`num_steps` batches are
-    drawn from it); the other arguments are `LRFinder`'s. The model's weights and optimizer state are exactly as
-    before when it returns, even if training raises.
+    `x`, `y` and `batch_size` are as for `model.fit`: arrays, a `keras.utils.PyDataset` (tf_keras: `Sequence`), or
+    a `tf.data.Dataset` of batches of known length (read over as many epochs as `num_steps` needs) or infinite
+    (`num_steps` batches are drawn from it); the other arguments are `LRFinder`'s. The model's weights and optimizer
+    state are exactly as before when it returns, even if training raises.
 
     Example:
         >>> import keras, numpy as np, tfopt
