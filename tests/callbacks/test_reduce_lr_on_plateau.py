@@ -86,3 +86,12 @@ def test_scaled_refuses_a_non_schedule_and_a_bad_scale():
         tfopt.schedules.Scaled(0.1)
     with pytest.raises(ValueError, match="Scaled: argument `scale` must be > 0"):
         tfopt.schedules.Scaled(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9), scale=0.0)
+
+
+def test_a_plain_function_as_learning_rate_is_refused_naming_the_optimizer(linear_model, regression_data):
+    model = linear_model(keras.optimizers.SGD(lambda: 0.01))
+    message = (r"ReduceLROnPlateau: the optimizer's `learning_rate` must be a float \(which it lowers\) or a "
+               r"keras\.optimizers\.schedules\.LearningRateSchedule \(which it scales\).* Create SGD with one of "
+               r"those\. Received: learning_rate=<function")
+    with pytest.raises(TypeError, match=message):
+        _fit(model, regression_data, [ReduceLROnPlateau(**STALLED)])

@@ -76,6 +76,13 @@ class ReduceLROnPlateau(_compat.Callback, keras.callbacks.ReduceLROnPlateau):
                     "ReduceLROnPlateau: scaling a learning-rate schedule needs a Keras 3 optimizer; this tf_keras "
                     "optimizer has a schedule. Create it with a float `learning_rate` or use a Keras 3 model."
                 )
+            if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+                raise TypeError(
+                    f"ReduceLROnPlateau: the optimizer's `learning_rate` must be a float (which it lowers) or a "
+                    f"keras.optimizers.schedules.LearningRateSchedule (which it scales); a plain function can be "
+                    f"neither lowered nor scaled. Create {type(_compat.unwrap_optimizer(optimizer)).__name__} with "
+                    f"one of those. Received: learning_rate={schedule!r}"
+                )
             with self.model.distribute_strategy.scope():
                 _compat.set_learning_rate_schedule(optimizer, Scaled(schedule))
             wrapped = True
