@@ -5,6 +5,7 @@ Both are public for `isinstance` checks and for loading saved models; build mode
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfopt import _checks, _surgery
@@ -27,6 +28,16 @@ def is_activation_name(name):
     except ValueError:
         return False
     return True
+
+
+def _dilated_convolution(inputs, kernel, strides, padding, dilation_rate, depthwise=False):
+    """A 2-D (depthwise) convolution dilated by `dilation_rate`, as one TensorFlow op with the dilation as its
+    attribute: TFLite's CONV_2D / DEPTHWISE_CONV_2D take it as their dilation factors, in int8. Keras's ops lower a
+    dilated convolution to SPACE_TO_BATCH_ND, the convolution and BATCH_TO_SPACE_ND, and the converter leaves that
+    convolution in float."""
+    convolve = tf.raw_ops.DepthwiseConv2dNative if depthwise else tf.raw_ops.Conv2D
+    return convolve(input=inputs, filter=kernel, strides=(1, *strides, 1), padding=padding.upper(),
+                    dilations=(1, *dilation_rate, 1))
 
 
 def _leading_shape(inputs, trailing):
@@ -59,8 +70,9 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
     y = activation(op(x, kernel) + bias)                       # op: the layer's convolution or matmul
     y = output_quantizer(y)                                    # moving-average range (QuantizeActivation)
     ```
-    TFLite ops (int8, measured): CONV_2D / DEPTHWISE_CONV_2D with per-channel weights, TRANSPOSE_CONV and
-    FULLY_CONNECTED with per-tensor weights (for a Dense on sequences, between RESHAPEs), the ReLU fused.
+    TFLite ops (int8, measured): CONV_2D / DEPTHWISE_CONV_2D with per-channel weights (a Conv1D as a CONV_2D, its
+    causal padding a PAD, a dilation as the op's dilation factors), TRANSPOSE_CONV and FULLY_CONNECTED with
+    per-tensor weights (for a Dense on sequences, between RESHAPEs), the ReLU fused.
 
     The batch norm uses its moving statistics in training too: QAT fine-tunes a trained model with the statistics
     frozen (the converter folds the same numbers), while gamma and beta keep training. An activation that can't be
@@ -182,7 +194,10 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
         layer = self.layer
         if isinstance(layer, keras.layers.Dense):
             return ops.matmul(inputs, kernel)
-        if isinstance(layer, keras.layers.DepthwiseConv2D) or self._grouped_depthwise:
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D) or self._grouped_depthwise
+        if max(layer.dilation_rate) > 1 and not isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2DTranspose)):
+            return _dilated_convolution(inputs, kernel, layer.strides, layer.padding, layer.dilation_rate, depthwise)
+        if depthwise:
             return ops.depthwise_conv(
                 inputs, kernel, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate
             )
@@ -200,8 +215,11 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
         if padding == "causal":
             past = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
             inputs, padding = ops.pad(inputs, [[0, 0], [past, 0], [0, 0]]), "valid"
-        outputs = ops.conv(ops.expand_dims(inputs, 1), kernel, strides=(1, *layer.strides), padding=padding,
-                           dilation_rate=(1, *layer.dilation_rate))
+        inputs, strides, dilation_rate = ops.expand_dims(inputs, 1), (1, *layer.strides), (1, *layer.dilation_rate)
+        if max(dilation_rate) > 1:
+            outputs = _dilated_convolution(inputs, kernel, strides, padding, dilation_rate)
+        else:
+            outputs = ops.conv(inputs, kernel, strides=strides, padding=padding)
         return ops.squeeze(outputs, 1)
 
     def call(self, inputs, training=None):
