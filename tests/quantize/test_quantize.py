@@ -366,32 +366,35 @@ def test_a_causal_conv1d_follows_keras_and_exports_with_its_padding_in_int8():
     assert np.max(np.abs(tflite_outputs - quantized.predict(x_data, verbose=0))) <= 0.02 * spread
 
 
-def test_dilated_convolutions_follow_keras_and_export_in_int8():
-    """A dilated Conv1D (a TCN's causal one), Conv2D and DepthwiseConv2D run as one convolution op with its
-    dilation, which TFLite's CONV_2D / DEPTHWISE_CONV_2D take in int8 (Keras's ops lower them to
-    SPACE_TO_BATCH_ND -> convolution -> BATCH_TO_SPACE_ND, whose convolution stayed float)."""
+def test_dilated_convolutions_follow_keras_train_and_export_in_int8(compile_classifier):
+    """A dilated Conv1D (a TCN's causal one) and Conv2D run as one Conv2D op with its dilation, which TFLite's
+    CONV_2D takes in int8 (Keras's ops lower them to SPACE_TO_BATCH_ND -> convolution -> BATCH_TO_SPACE_ND, whose
+    convolution stayed float)."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 2))
     x = L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu", name="tcn")(inputs)
     x = L.Reshape((4, 4, 4))(L.Conv1D(4, 2, padding="causal", dilation_rate=4, name="tcn_wide")(x))
     x = L.Conv2D(4, 3, padding="same", dilation_rate=(2, 1), activation="relu", name="conv")(x)
-    x = L.DepthwiseConv2D(2, padding="valid", dilation_rate=2, name="depthwise")(x)
+    x = L.Conv2D(3, 2, padding="valid", dilation_rate=2, name="valid")(x)
     model = keras.Model(inputs, x)
-    x_data = np.random.default_rng(0).normal(size=(32, 16, 2)).astype("float32")
+    rng = np.random.default_rng(0)
+    x_data = rng.normal(size=(32, 16, 2)).astype("float32")
+    expected = model.predict(x_data, verbose=0)
     quantized = quantize_model(model)
     for _ in range(5):
         quantized(x_data, training=True)
-    expected = model.predict(x_data, verbose=0)
     spread = float(np.ptp(expected))
     assert np.max(np.abs(quantized.predict(x_data, verbose=0) - expected)) <= 0.05 * spread
     flatbuffer = tfopt.export.to_tflite(quantized, "int8")
     assert tfopt.export.float_ops_inside(flatbuffer) == []
     summary = tfopt.export.inspect(flatbuffer)
     assert summary.ops_of("SPACE_TO_BATCH_ND") == summary.ops_of("BATCH_TO_SPACE_ND") == []
-    convolutions = summary.ops_of("CONV_2D") + summary.ops_of("DEPTHWISE_CONV_2D")
-    assert [op.inputs[:2] + op.outputs for op in convolutions] == [("int8", "int8", "int8")] * 4
+    assert [op.inputs[:2] + op.outputs for op in summary.ops_of("CONV_2D")] == [("int8", "int8", "int8")] * 4
     tflite_outputs = tfopt.export.predict(flatbuffer, x_data)
     assert np.max(np.abs(tflite_outputs - quantized.predict(x_data, verbose=0))) <= 0.02 * spread
+    classifier = keras.Model(quantized.input, L.Dense(3, activation="softmax")(L.Flatten()(quantized.output)))
+    history = compile_classifier(classifier, rate=1e-2).fit(x_data, rng.integers(0, 3, 32), epochs=5, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
 
 
 def test_a_depthwise_convolution_with_a_depth_multiplier_exports_in_int8(compile_classifier):

@@ -30,14 +30,14 @@ def is_activation_name(name):
     return True
 
 
-def _dilated_convolution(inputs, kernel, strides, padding, dilation_rate, depthwise=False):
-    """A 2-D (depthwise) convolution dilated by `dilation_rate`, as one TensorFlow op with the dilation as its
-    attribute: TFLite's CONV_2D / DEPTHWISE_CONV_2D take it as their dilation factors, in int8. Keras's ops lower a
-    dilated convolution to SPACE_TO_BATCH_ND, the convolution and BATCH_TO_SPACE_ND, and the converter leaves that
-    convolution in float."""
-    convolve = tf.raw_ops.DepthwiseConv2dNative if depthwise else tf.raw_ops.Conv2D
-    return convolve(input=inputs, filter=kernel, strides=(1, *strides, 1), padding=padding.upper(),
-                    dilations=(1, *dilation_rate, 1))
+def _dilated_convolution(inputs, kernel, strides, padding, dilation_rate):
+    """A 2-D convolution dilated by `dilation_rate`, as one TensorFlow Conv2D op with the dilation as its attribute:
+    TFLite's CONV_2D takes it as its dilation factors, in int8. Keras's ops lower a dilated convolution to
+    SPACE_TO_BATCH_ND, the convolution and BATCH_TO_SPACE_ND, and the converter leaves that convolution in float.
+    (Not for DepthwiseConv2D: on CPU, TensorFlow 2.21's dilated DepthwiseConv2dNative has wrong gradients with
+    padding "same" and fails with "valid", measured.)"""
+    return tf.raw_ops.Conv2D(input=inputs, filter=kernel, strides=(1, *strides, 1), padding=padding.upper(),
+                             dilations=(1, *dilation_rate, 1))
 
 
 def _leading_shape(inputs, trailing):
@@ -72,7 +72,9 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
     ```
     TFLite ops (int8, measured): CONV_2D / DEPTHWISE_CONV_2D with per-channel weights (a Conv1D as a CONV_2D, its
     causal padding a PAD, a dilation as the op's dilation factors), TRANSPOSE_CONV and FULLY_CONNECTED with
-    per-tensor weights (for a Dense on sequences, between RESHAPEs), the ReLU fused.
+    per-tensor weights (for a Dense on sequences, between RESHAPEs), the ReLU fused. A dilated DepthwiseConv2D
+    becomes SPACE_TO_BATCH_ND, DEPTHWISE_CONV_2D and BATCH_TO_SPACE_ND, the convolution in float (`to_tflite`
+    names it).
 
     The batch norm uses its moving statistics in training too: QAT fine-tunes a trained model with the statistics
     frozen (the converter folds the same numbers), while gamma and beta keep training. An activation that can't be
@@ -194,10 +196,7 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
         layer = self.layer
         if isinstance(layer, keras.layers.Dense):
             return ops.matmul(inputs, kernel)
-        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D) or self._grouped_depthwise
-        if max(layer.dilation_rate) > 1 and not isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2DTranspose)):
-            return _dilated_convolution(inputs, kernel, layer.strides, layer.padding, layer.dilation_rate, depthwise)
-        if depthwise:
+        if isinstance(layer, keras.layers.DepthwiseConv2D) or self._grouped_depthwise:
             return ops.depthwise_conv(
                 inputs, kernel, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate
             )
@@ -206,6 +205,8 @@ class QuantizeConvolution(QuantizationAware, keras.layers.Wrapper):
                                       output_padding=layer.output_padding, dilation_rate=layer.dilation_rate)
         if isinstance(layer, keras.layers.Conv1D):
             return self._conv1d(inputs, kernel)
+        if max(layer.dilation_rate) > 1:
+            return _dilated_convolution(inputs, kernel, layer.strides, layer.padding, layer.dilation_rate)
         return ops.conv(inputs, kernel, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate)
 
     def _conv1d(self, inputs, kernel):
