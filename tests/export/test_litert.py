@@ -95,6 +95,40 @@ def test_inspect_lists_ops_inputs_and_outputs(tiny):
     assert "FULLY_CONNECTED  float32, float32, float32 -> float32" in str(summary)
 
 
+def many_outputs_model():
+    """12 outputs of widths 1..12, named so that neither their names nor the converter's tensor order sort them as
+    the model does (output_10 and output_11 come after output_9 in the signature)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    names = ["zeta", "alpha", "mid", *(f"head{12 - i}" for i in range(3, 12))]
+    return keras.Model(inputs, [keras.layers.Dense(width, name=name)(hidden)
+                                for width, name in zip([3, 2, 4, 1, *range(5, 13)], names)])
+
+
+@pytest.mark.parametrize("quantization, tolerance", [(None, 1e-5), ("int8", 0.1)])
+def test_outputs_come_in_the_models_order(quantization, tolerance):
+    model = many_outputs_model()
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
+    flatbuffer = export.to_tflite(model, quantization, representative_data=x if quantization else None)
+    expected = model.predict(x, verbose=0)
+    predicted = export.predict(flatbuffer, x, batch_size=16)
+    assert [p.shape for p in predicted] == [e.shape for e in expected]
+    for got, want in zip(predicted, expected):
+        assert np.max(np.abs(got - want)) < tolerance * max(1.0, np.max(np.abs(want)))
+    assert [spec.shape for spec in export.inspect(flatbuffer).outputs] == [(-1, e.shape[1]) for e in expected]
+
+
+def test_accuracy_of_several_outputs_names_the_model():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, [keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)])
+    x, y = np.ones((6, 4), "float32"), np.zeros(6, "int32")
+    for model_or_tflite in (model, export.to_tflite(model)):
+        with pytest.raises(ValueError, match=r"evaluate: argument `model_or_tflite` must be a model with one output. "
+                                             r"Received: model_or_tflite='<model with 2 outputs>'"):
+            export.evaluate(model_or_tflite, x, y)
+
+
 @pytest.mark.parametrize(
     "call, error, message",
     [

@@ -3,6 +3,7 @@
 
 import dataclasses
 import os
+import re
 import time
 import warnings
 
@@ -67,6 +68,25 @@ def _dequantize(y, details):
     return ((y.astype("float32") - zero_point) * scale).astype("float32")
 
 
+def _in_order(name):
+    """Sort key of a signature output name: its trailing number counted as a number (output_10 after output_9)."""
+    prefix, number = re.fullmatch(r"(.*?)(\d*)", name).groups()
+    return prefix, int(number or -1)
+
+
+def output_details(runner):
+    """The details of `runner`'s output tensors in the model's order: that of its serving signature's names (the
+    converter writes a Keras model's outputs as output_0, output_1, ...; the file's own output list can be in
+    another order), or the file's order for a file without one signature covering every output."""
+    details = runner.get_output_details()
+    if len(runner.get_signature_list()) != 1:
+        return details
+    named = runner.get_signature_runner().get_output_details()
+    ordered = [named[name]["index"] for name in sorted(named, key=_in_order)]
+    by_index = {d["index"]: d for d in details}
+    return [by_index[i] for i in ordered] if sorted(ordered) == sorted(by_index) else details
+
+
 def _check_batching(owner, batch_size, num_threads):
     """Checks the `batch_size` and `num_threads` arguments of `owner` (predict or evaluate)."""
     _checks.integer(owner, "batch_size", batch_size, low=1)
@@ -103,7 +123,8 @@ def predict(tflite, x, batch_size=32, num_threads=None):
         num_threads: threads of the interpreter's CPU kernels. Defaults to None (LiteRT's default).
 
     Returns:
-        A float32 array with the model's output for every sample (a list of arrays for several outputs).
+        A float32 array with the model's output for every sample (a list of arrays for several outputs, in the
+        model's order: see `output_details`).
 
     Example:
     >>> import keras, numpy as np, tfopt
@@ -148,14 +169,15 @@ def _run_batches(runner, x, batch_size, owner):
             allocated = len(batch)
         runner.set_tensor(details["index"], _quantize(batch, details))
         runner.invoke()
-        outputs.append([_dequantize(runner.get_tensor(out["index"]), out) for out in runner.get_output_details()])
+        outputs.append([_dequantize(runner.get_tensor(out["index"]), out) for out in output_details(runner)])
     results = [np.concatenate(parts) for parts in zip(*outputs)]
     return results[0] if len(results) == 1 else results
 
 
 def _accuracy(y, predictions):
     """The accuracy `task="classification"` reports: the classes of `metrics_module.confusion`."""
-    return metrics_module.classification(metrics_module.confusion(y, predictions, "evaluate"))["accuracy"]
+    matrix = metrics_module.confusion(y, _single_output("evaluate", predictions), "evaluate")
+    return metrics_module.classification(matrix)["accuracy"]
 
 
 def _metric(metric):
@@ -210,7 +232,8 @@ def evaluate(model_or_tflite, x, y, task=None, metrics=None, batch_size=32, num_
     Without a `task`, returns `metrics` (default "accuracy"). "accuracy" compares the predicted class (the argmax of
     several outputs, a single output thresholded at 0.5) with integer labels or with the argmax of one-hot `y`, as
     `task="classification"` does; other entries are anything `keras.metrics.get` takes ("mae",
-    `keras.metrics.AUC()`, ...), applied to the float outputs. `task="classification"` adds precision, recall and F1
+    `keras.metrics.AUC()`, ...), applied to the float outputs; "accuracy" and the tasks take a model with one output.
+    `task="classification"` adds precision, recall and F1
     per class and macro (a single output is a probability, thresholded at 0.5; a class never predicted has
     precision 0); `task="regression"` the mean squared error, its root and the mean absolute error.
 

@@ -123,7 +123,8 @@ def inspect(tflite):
         A `Summary`: `ops` (each with `name`, `inputs` and `outputs` dtype names such as "int8"), `tensor_count`,
         `size_bytes`, `constant_bytes` (the data of its constant tensors: weights, biases, shapes; the rest of the
         file is the graph's structure, its tensors' names and quantization parameters, which a small model doesn't
-        amortise), `inputs` and `outputs` (`TensorSpec`s with dtype, shape, scale and zero point).
+        amortise), `inputs` and `outputs` (`TensorSpec`s with dtype, shape, scale and zero point; outputs in the
+        model's order, as `predict` returns them).
 
     Example:
     >>> import keras, tfopt
@@ -146,5 +147,5 @@ def inspect(tflite):
         size_bytes=len(content),
         constant_bytes=_constant_bytes(content),
         inputs=tuple(_spec(d) for d in runner.get_input_details()),
-        outputs=tuple(_spec(d) for d in runner.get_output_details()),
+        outputs=tuple(_spec(d) for d in litert.output_details(runner)),
     )
