@@ -171,6 +171,38 @@ def test_missing_folder_is_reported_before_converting(tmp_path):
         export.to_tflite(tiny_model(), path=tmp_path / "missing" / "model.tflite")
 
 
+@pytest.mark.parametrize("quantization", [None, "float16", "dynamic"])
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_a_mixed_precision_model_is_refused_for_every_quantization(tmp_path, quantization, policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(3, dtype="float32")])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"keep me")
+    with pytest.raises(ValueError, match=rf"to_tflite: argument `model` must be computing in float32 for TFLite's "
+                                         rf"float32 kernels, not in \['{policy}'\]: build it under "
+                                         r"keras.config.set_dtype_policy\('float32'\)"):
+        export.to_tflite(model, quantization, path=path, overwrite=True)
+    assert path.read_bytes() == b"keep me"
+
+
+def test_dynamic_range_quantizes_weights_of_1024_elements_and_refuses_a_model_with_none(tmp_path):
+    x = np.random.default_rng(0).normal(size=(16, 128)).astype("float32")
+    model = keras.Sequential([keras.Input((128,)), keras.layers.Dense(8), keras.layers.Dense(3)])  # 1024 and 24
+    flatbuffer = export.to_tflite(model, "dynamic")
+    assert [op.inputs[1] for op in export.inspect(flatbuffer).ops_of("FULLY_CONNECTED")] == ["int8", "float32"]
+    assert np.max(np.abs(export.predict(flatbuffer, x) - model.predict(x, verbose=0))) < 0.05
+    small = keras.Sequential([keras.Input((127,)), keras.layers.Dense(8)])  # 1016 weights
+    with pytest.raises(ValueError, match=r'argument `quantization` must be "float16" or "int8" \(with '
+                                         r'`representative_data`\) for this model: "dynamic" quantizes only weight '
+                                         r"tensors of 1024 elements or more, and it has none.*"
+                                         r"Received: quantization='dynamic'"):
+        export.to_tflite(small, "dynamic", path=tmp_path / "small.tflite")
+    assert not (tmp_path / "small.tflite").exists()
+
+
 def test_is_quantization_aware_finds_the_marker_in_nested_layers():
     nested = keras.Sequential([keras.Input((4,)), keras.Sequential([FakeQuantDense(3)])])
     assert export.is_quantization_aware(nested)

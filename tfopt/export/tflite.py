@@ -14,6 +14,7 @@ from tfopt.export.int16_biases import widen_int16_biases
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 _OWNER = "to_tflite"
+_DYNAMIC_MIN_ELEMENTS = 1024  # the converter's threshold for dynamic range quantization of a weight tensor
 
 
 def is_quantization_aware(model):
@@ -86,17 +87,18 @@ def _check_arguments(model, quantization, representative_data, int8_io, scheme, 
     _checks.satisfies(_OWNER, "quantization", quantization, scheme is None or quantization == "int8",
                       '"int8" for a quantization-aware model, whose fake-quant ops make integer kernels (export the '
                       "float model it was made from for float32, float16 or dynamic range)")
-    if quantization != "int8":
-        return
     half = sorted({layer.dtype_policy.name for layer in _surgery.layers(model, containers=True)
                    if not _compat.is_legacy(layer)
                    and getattr(layer, "dtype_policy", None) is not None
                    and layer.dtype_policy.compute_dtype in ("float16", "bfloat16")})
+    kernels = "int8 kernels" if quantization == "int8" else "TFLite's float32 kernels"
     _checks.satisfies(
         _OWNER, "model", model, not half,
-        f"computing in float32 for int8 kernels, not in {half}: build it under "
+        f"computing in float32 for {kernels}, not in {half}: build it under "
         "keras.config.set_dtype_policy('float32') and copy the weights in (model.set_weights(trained.get_weights()))",
     )
+    if quantization != "int8":
+        return
     if scheme is None:
         _checks.satisfies(
             _OWNER, "representative_data", representative_data, representative_data is not None,
@@ -116,6 +118,15 @@ def _check_arguments(model, quantization, representative_data, int8_io, scheme, 
     _checks.satisfies(_OWNER, "representative_data", representative_data, representative_data is None,
                       "None for a quantization-aware model: its ranges were learned in training")
     _check_ranges_learned(model)
+
+
+def _check_weights_quantized(flatbuffer):
+    """Raises if a dynamic range conversion left every weight float32 (the converter skips small weight tensors)."""
+    quantized = any("int8" in op.inputs for op in summary.inspect(flatbuffer).ops)
+    _checks.satisfies(_OWNER, "quantization", "dynamic", quantized,
+                      f'"float16" or "int8" (with `representative_data`) for this model: "dynamic" quantizes only '
+                      f"weight tensors of {_DYNAMIC_MIN_ELEMENTS} elements or more, and it has none, so every weight "
+                      "would stay float32")
 
 
 def _check_path(path, overwrite):
@@ -158,8 +169,11 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
     | ------------ | ------- | ----------- | ------------------------------------------------------ |
     | None         | float32 | float32     |                                                        |
     | "float16"    | float16 | float32     |                                                        |
-    | "dynamic"    | int8    | float32     |                                                        |
+    | "dynamic"    | int8    | float32     | weight tensors of 1024 elements or more                |
     | "int8"       | int8    | int8        | `representative_data`, unless the model is QAT-trained |
+
+    "dynamic" leaves weight tensors under 1024 elements float32 (the converter's threshold), and raises a
+    ValueError if that is all of them.
 
     "int8" with `representative_data` is full-integer post-training quantization: every op must have an int8 kernel
     (`TFLITE_BUILTINS_INT8`) or conversion fails. A quantization-aware model (`is_quantization_aware`; from
@@ -172,6 +186,7 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
 
     Args:
         model: a Keras 3 model, or a tf_keras model in a process run with `TF_USE_LEGACY_KERAS=1`. Single input.
+            Its layers compute in float32 (a mixed precision model is refused: rebuild it in float32).
         quantization: None, "float16", "dynamic" or "int8". Defaults to None (float32).
         representative_data: inputs to calibrate "int8" on: a NumPy array of samples, a `tf.data.Dataset` (batched
             or not, of `x` or `(x, y)`), an iterable or a callable returning an iterator of batches, for a model
@@ -215,6 +230,8 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
         flatbuffer = widen_int16_biases(flatbuffer)
     if scheme is not None and not allow_float_ops:
         _check_integer_only(flatbuffer)
+    if quantization == "dynamic":
+        _check_weights_quantized(flatbuffer)
     if path is not None:
         _files.write_atomically(path, lambda file: file.write(flatbuffer))
     return flatbuffer
