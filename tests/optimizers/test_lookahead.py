@@ -1,5 +1,5 @@
 """Lookahead against a NumPy reference of the paper, and the behaviour both wrapper optimizers share through
-tfopt/optimizers/_wrapper.py (serialization, learning rate, eager/traced/jit `fit`, MirroredStrategy), tested here
+tfopt/optimizers/_common.py (serialization, learning rate, eager/traced/jit `fit`, MirroredStrategy), tested here
 over Lookahead, GradientCentralization and their compositions."""
 
 import keras
@@ -17,6 +17,7 @@ from references import (
 )
 
 from tfopt.callbacks.lr_scheduler import LRScheduler
+from tfopt.optimizers.cautious import Cautious
 from tfopt.optimizers.gradient_centralization import GradientCentralization
 from tfopt.optimizers.lookahead import Lookahead
 
@@ -137,3 +138,30 @@ def test_errors(kwargs, error, message):
     with pytest.raises(error) as raised:
         Lookahead(**kwargs)
     assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("wrapper", [Lookahead, GradientCentralization, Cautious])
+def test_a_loss_scale_optimizer_inside_a_wrapper_is_refused(wrapper):
+    """Keras scales the loss with the outermost optimizer only: inside, the gradients were unscaled twice."""
+    inner = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match=r"argument `inner_optimizer` must be an optimizer without a "
+                                         r"LossScaleOptimizer inside: put that outside, `LossScaleOptimizer\("):
+        wrapper(inner)
+
+
+def test_under_mixed_float16_compile_puts_the_loss_scaling_outside_and_the_steps_equal_plain_sgds():
+    changes = []
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        for make in (lambda: keras.optimizers.SGD(0.1), lambda: Lookahead(keras.optimizers.SGD(0.1), sync_period=100)):
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+            model.compile(make(), "mse")
+            start = model.get_weights()[1].copy()
+            model.fit(np.ones((8, 3), "float32"), np.full((8, 1), 2.0, "float32"), batch_size=8, epochs=8, verbose=0)
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+            changes.append(model.get_weights()[1] - start)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    np.testing.assert_allclose(changes[1], changes[0], rtol=1e-3)
+    assert abs(float(changes[0][0])) > 0.05

@@ -169,8 +169,10 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
     It follows Keras's `LossScaleOptimizer`: the wrapper owns only its own slots, while the learning rate, the step
     counter, loss scaling and EMA finalisation stay the inner optimizer's. So `optimizer.learning_rate = x` (what
     `tfopt.callbacks.LRScheduler` and Keras's `ReduceLROnPlateau` do) sets the inner rate, schedules count the inner
-    steps, a `LossScaleOptimizer` can sit inside, and wrappers nest: `Lookahead(GradientCentralization(Adam()))`.
-    Subclasses implement `_wrapped_apply`.
+    steps, and wrappers nest: `Lookahead(GradientCentralization(Adam()))`. A `LossScaleOptimizer` goes outside:
+    `LossScaleOptimizer(Lookahead(Adam()))`, which is what `compile` builds from `Lookahead(Adam())` under
+    `mixed_float16` (Keras scales the loss with the outermost optimizer only; one inside would unscale the
+    gradients a second time, and is refused). Subclasses implement `_wrapped_apply`.
 
     Args:
         inner_optimizer: the `keras.optimizers.Optimizer` that takes the steps.
@@ -188,9 +190,16 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
 
     def __init__(self, inner_optimizer, name=None):
         super().__init__(learning_rate=0.0, name=name)
+        owner = type(self).__name__
         self.inner_optimizer = _checks.instance(
-            type(self).__name__, "inner_optimizer", inner_optimizer, keras.optimizers.Optimizer,
+            owner, "inner_optimizer", inner_optimizer, keras.optimizers.Optimizer,
             "a Keras 3 optimizer (`keras.optimizers.Optimizer`)",
+        )
+        _checks.satisfies(
+            owner, "inner_optimizer", inner_optimizer, not _holds_loss_scaling(inner_optimizer),
+            f"an optimizer without a LossScaleOptimizer inside: put that outside, `LossScaleOptimizer({owner}(...))` "
+            f"(what `compile` builds from `{owner}(...)` under mixed_float16; inside, the gradients are unscaled "
+            "twice)",
         )
 
     def build(self, var_list):
@@ -248,6 +257,15 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
         return cls(inner_optimizer, **config)
+
+
+def _holds_loss_scaling(optimizer):
+    """Whether `optimizer` is or wraps (at any depth) a Keras `LossScaleOptimizer`."""
+    while optimizer is not None:
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return True
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    return False
 
 
 def channel_sums(x):

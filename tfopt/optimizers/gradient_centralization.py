@@ -38,7 +38,8 @@ class GradientCentralization(OptimizerWrapper):
 
     Args:
         inner_optimizer: the `keras.optimizers.Optimizer` taking the steps: any of Keras's, tfopt's, or another
-            wrapper such as `LossScaleOptimizer` or `Lookahead`.
+            wrapper such as `Lookahead` (a `LossScaleOptimizer` goes outside:
+            `LossScaleOptimizer(GradientCentralization(...))`).
         name: the optimizer's name. Defaults to "gradient_centralization".
 
     Example:

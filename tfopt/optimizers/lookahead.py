@@ -32,7 +32,8 @@ class Lookahead(OptimizerWrapper):
 
     Args:
         inner_optimizer: the `keras.optimizers.Optimizer` taking the fast steps: any of Keras's, tfopt's, or
-            another wrapper such as `LossScaleOptimizer` or `GradientCentralization`.
+            another wrapper such as `GradientCentralization` (a `LossScaleOptimizer` goes outside:
+            `LossScaleOptimizer(Lookahead(...))`).
         sync_period: the number `k` of inner steps between two syncs, an integer >= 1. Defaults to 5.
         slow_step_size: the fraction `alpha` of the way the slow weights move at a sync, in (0, 1]. 1 makes
             Lookahead the plain inner optimizer. Defaults to 0.5.
