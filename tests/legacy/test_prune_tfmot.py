@@ -162,6 +162,31 @@ def test_n_of_m_by_default_leaves_depthwise_layers_dense_and_refuses_them_when_c
         tfopt.prune.prune_low_magnitude(_depthwise_model(), ConstantSparsity(0.5, 0), "2:4", layers="depthwise")
 
 
+def _conv1d_model():
+    layers = tf_keras.layers
+    return tf_keras.Sequential([
+        tf_keras.Input((8, 4)), layers.Conv1D(8, 3, name="conv1d"), layers.SeparableConv1D(8, 3, name="separable"),
+        layers.Reshape((4, 2, 1, 4)), layers.Conv3D(4, 1, name="conv3d"), layers.Flatten(), layers.Dense(4, name="d"),
+    ])
+
+
+def test_n_of_m_leaves_kernels_tfmot_cannot_group_out_by_default_and_refuses_them_when_chosen():
+    pruned = tfopt.prune.prune_low_magnitude(_conv1d_model(), ConstantSparsity(0.5, 0, frequency=1), "2:4")
+    x = np.random.default_rng(0).normal(size=(32, 8, 4)).astype("float32")
+    pruned.compile("adam", "mse")
+    pruned.fit(x, np.zeros((32, 4), "float32"), batch_size=16, verbose=0, callbacks=[tfopt.prune.UpdatePruningStep()])
+    sparsities = {row.name: row.sparsity for row in tfopt.prune.sparsity(pruned)}
+    assert sparsities == {"conv1d/kernel": 0.0, "separable/depthwise_kernel": 0.0, "separable/pointwise_kernel": 0.0,
+                          "conv3d/kernel": 0.0, "d/kernel": 0.5}
+    assert [type(layer).__name__ for layer in pruned.layers][-1] == "PruneLowMagnitude"
+    for name, rank in [("conv1d", 3), ("separable", 3), ("conv3d", 5)]:
+        with pytest.raises(ValueError, match=rf"prune_low_magnitude: argument `structure` must be None for layer "
+                                             rf"'{name}' \(.*\) of a tf_keras model: tfmot's \"N:M\" takes 2D "
+                                             rf"\(Dense\) and 4D \(Conv2D\) kernels only, not its {rank}D kernel.*"
+                                             r"tfopt.compat.to_keras3.*Received: structure='2:4'"):
+            tfopt.prune.prune_low_magnitude(_conv1d_model(), ConstantSparsity(0.5, 0), "2:4", layers=[name, "d"])
+
+
 def test_a_saved_pruned_model_with_a_depthwise_layer_loads_in_tfmots_prune_scope(tmp_path):
     import tensorflow_model_optimization as tfmot
 

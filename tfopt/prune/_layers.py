@@ -18,6 +18,8 @@
 Biases, a separable convolution's depthwise kernel and every other layer are left dense. A MultiHeadAttention is
 wrapped whole, each of its projection kernels pruned to the sparsity (`tfopt.prune.PruneAttention`; under
 `structure="head"`, whole heads: `tfopt.prune.PruneHeads`): its EinsumDense projections are not chosen one by one.
+On a tf_keras model tfmot groups "N:M" in 2D and 4D kernels only: not in Conv1D, Conv3D or SeparableConv1D ones
+(`tfopt.prune.tfmot`).
 """
 
 import dataclasses

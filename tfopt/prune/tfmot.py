@@ -14,13 +14,17 @@ structure=None      -> unstructured magnitude pruning
 structure="N:M"     -> sparsity_m_by_n=(N, M). Both mean N zeros in every M consecutive weights along the kernel's
                        input axis (-2: Dense (in, out) groups inputs, Conv (kh, kw, in, out) input channels), so
                        "1:4" zeros 1 weight of 4. tfmot computes this mask once, in the first training batch
-                       (pruning step 1), and keeps it: the schedule's steps and sparsity are not used.
+                       (pruning step 1), and keeps it: the schedule's steps and sparsity are not used. tfmot
+                       groups 2D and 4D kernels only: Conv1D, Conv3D and SeparableConv1D are left out of the
+                       default choice, and a ValueError names one chosen in `layers` (Keras 3's tfopt pruning,
+                       after `tfopt.compat.to_keras3`, groups them).
 structure="channel" -> ValueError: tfmot has no channel pruning
 layers=None         -> the layers tfopt prunes in a Keras 3 model, with the same kernels (`tfopt.prune._layers`):
-                       Dense, Conv1D/2D/3D, SeparableConv1D/2D (pointwise kernel), DepthwiseConv1D/2D (except
-                       under "N:M"). tfmot's registry prunes no depthwise kernel: a chosen DepthwiseConv1D/2D
-                       is copied as its subclass `tfopt>PrunableDepthwiseConv1D/2D`, which tells tfmot to prune
-                       its `depthwise_kernel`; `strip_pruning` turns it back into the plain layer.
+                       Dense, Conv1D/2D/3D, SeparableConv1D/2D (pointwise kernel), DepthwiseConv1D/2D (under
+                       "N:M": Dense, Conv2D and SeparableConv2D only). tfmot's registry prunes no depthwise
+                       kernel: a chosen DepthwiseConv1D/2D is copied as its subclass
+                       `tfopt>PrunableDepthwiseConv1D/2D`, which tells tfmot to prune its `depthwise_kernel`;
+                       `strip_pruning` turns it back into the plain layer.
 layers=...          -> the layers chosen (any layer tfmot can prune, such as Embedding); tfmot wraps each
 ```
 The pruned model is a copy of `model` (nested models included), which keeps its weights (tfmot alone would share
@@ -36,9 +40,10 @@ Example:
     ['prune_low_magnitude_out']
 """
 
+import dataclasses
 import functools
 
-from tfopt import _surgery
+from tfopt import _checks, _surgery
 from tfopt.prune import _layers, masks
 
 _OWNER = "prune_low_magnitude"
@@ -115,12 +120,39 @@ def _kernel_of(layer):
     return _layers.kernel_of(layer, tf_keras.layers)
 
 
+def _rank_tfmot_cannot_group(layer):
+    """The rank of `layer`'s kernel if Keras 3 groups it under "N:M" but tfmot can't, else None: tfmot's N:M masks
+    take 2D (Dense) and 4D (Conv2D) kernels only, not Conv1D's, Conv3D's or SeparableConv1D's."""
+    kernel = _kernel_of(layer)
+    if kernel is None or not kernel.groupable:
+        return None
+    rank = len(getattr(layer, kernel.attribute).shape)
+    return None if rank in (2, 4) else rank
+
+
+def _default_kernel_of(layer):
+    """`_kernel_of`, not groupable for a kernel tfmot can't group: what the default choice under "N:M" reads."""
+    kernel = _kernel_of(layer)
+    return dataclasses.replace(kernel, groupable=False) if _rank_tfmot_cannot_group(layer) else kernel
+
+
 def _choose(model, structure, layers):
     """The ids of the layers of `model` to prune (see the module docstring); raises for a choice that can't be."""
     import tf_keras
 
     candidates = [layer for layer in _surgery.layers(model) if not isinstance(layer, tf_keras.layers.InputLayer)]
-    chosen = _layers.choose_layers(candidates, structure, layers, _kernel_of, described="layers of the model")
+    kernel_of = _default_kernel_of if layers is None else _kernel_of
+    chosen = _layers.choose_layers(candidates, structure, layers, kernel_of, described="layers of the model")
+    if isinstance(masks.parse(_OWNER, structure), tuple):
+        for layer in chosen:
+            rank = _rank_tfmot_cannot_group(layer)
+            _checks.satisfies(
+                _OWNER, "structure", structure, rank is None,
+                f"None for layer '{layer.name}' ({type(layer).__name__}) of a tf_keras model: tfmot's \"N:M\" takes "
+                f"2D (Dense) and 4D (Conv2D) kernels only, not its {rank}D kernel. Leave it out of `layers`, or carry "
+                "the model to Keras 3 (tfopt.compat.to_keras3), whose tfopt pruning groups Conv1D, Conv3D and "
+                "SeparableConv1D kernels too",
+            )
     return {id(layer) for layer in chosen}
 
 
@@ -135,7 +167,8 @@ def prune_low_magnitude(model, schedule, structure=None, layers=None):
         structure: None or "N:M" (N zeros in every M weights along the input axis). Defaults to `None`.
         layers: which layers to prune: a layer class, a layer name, a function `layer -> bool`, or a list of them
             (a layer matching any is pruned; tfmot raises for one it can't prune). Defaults to `None`: the layers
-            tfopt prunes in a Keras 3 model (Dense, Conv, SeparableConv and, except under "N:M", DepthwiseConv).
+            tfopt prunes in a Keras 3 model (Dense, Conv, SeparableConv and DepthwiseConv; under "N:M" Dense,
+            Conv2D and SeparableConv2D only, the kernels tfmot groups).
 
     Returns:
         The model with tfmot's `PruneLowMagnitude` wrappers; compile and fit it with `update_pruning_step()`.
