@@ -76,8 +76,9 @@ def _in_order(name):
 
 def output_details(runner):
     """The details of `runner`'s output tensors in the model's order: that of its serving signature's names (the
-    converter writes a Keras model's outputs as output_0, output_1, ...; the file's own output list can be in
-    another order), or the file's order for a file without one signature covering every output."""
+    converter writes a Keras 3 model's outputs as output_0, output_1, ...; the file's own output list can be in
+    another order), or the file's order for a file without one signature covering every output. A tf_keras
+    model's signature names its outputs after their layers and keeps no other order: they come in name order."""
     details = runner.get_output_details()
     if len(runner.get_signature_list()) != 1:
         return details
@@ -124,7 +125,7 @@ def predict(tflite, x, batch_size=32, num_threads=None):
 
     Returns:
         A float32 array with the model's output for every sample (a list of arrays for several outputs, in the
-        model's order: see `output_details`).
+        model's order for a Keras 3 model, by output name for a tf_keras one: see `output_details`).
 
     Example:
     >>> import keras, numpy as np, tfopt
