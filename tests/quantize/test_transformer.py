@@ -85,6 +85,23 @@ def test_attention_follows_the_float_layer_once_ranges_are_learned():
     np.testing.assert_allclose(np.asarray(scores).sum(axis=-1), 1.0, atol=0.02)
 
 
+def test_a_functional_model_returning_the_attention_scores_quantizes_and_exports_both_outputs():
+    inputs = keras.Input((6, 8))
+    outputs, scores = layers.MultiHeadAttention(num_heads=2, key_dim=4)(inputs, inputs, return_attention_scores=True)
+    model = keras.Model(inputs, [outputs, scores])
+    x = RNG.normal(size=(16, 6, 8)).astype("float32")
+    expected = [np.asarray(tensor) for tensor in model(x)]
+    quantized = quantize_model(model)
+    _learn_ranges(quantized, x)
+    outputs, scores = quantized(x)
+    assert tuple(scores.shape) == (16, 2, 6, 6)
+    _assert_close_to_float(outputs, expected[0], 0.05)
+    _assert_close_to_float(scores, expected[1], 0.02)
+    tflite_outputs, tflite_scores = tfopt.export.predict(tfopt.export.to_tflite(quantized, "int8"), x)
+    np.testing.assert_allclose(tflite_outputs, outputs, atol=0.05 * np.ptp(outputs))
+    np.testing.assert_allclose(tflite_scores, scores, atol=2 / 256)
+
+
 def test_layer_norm_einsum_dense_and_embedding_follow_their_float_layers():
     x = RNG.normal(loc=1.0, scale=2.0, size=(8, 5, 6)).astype("float32")
     norm = layers.LayerNormalization(beta_initializer="ones", gamma_initializer="ones")

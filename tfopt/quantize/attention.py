@@ -229,3 +229,10 @@ class QuantizeMultiHeadAttention(QuantizeWrapper):
 
     def compute_output_shape(self, query_shape, value_shape, key_shape=None):
         return self.layer.compute_output_shape(query_shape, value_shape, key_shape)
+
+    def compute_output_spec(self, query, value, key=None, return_attention_scores=False, **kwargs):
+        outputs = self.layer.compute_output_spec(query, value, key, **kwargs)
+        if not return_attention_scores:
+            return outputs
+        scores_shape = (query.shape[0], self.layer.num_heads, query.shape[1], value.shape[1])  # Keras's: (T, T)
+        return outputs, keras.KerasTensor(scores_shape, dtype=self.compute_dtype)
