@@ -102,6 +102,38 @@ def test_a_functional_model_returning_the_attention_scores_quantizes_and_exports
     np.testing.assert_allclose(tflite_scores, scores, atol=2 / 256)
 
 
+def _embedding_model(attention):
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((8,), dtype="int32")
+    outputs = layers.Embedding(30, 16)(ids)
+    if attention:
+        outputs = layers.Add()([outputs, layers.MultiHeadAttention(num_heads=2, key_dim=8)(outputs, outputs)])
+    return keras.Model(ids, layers.Dense(4)(outputs))
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_a_16x8_embedding_feeds_int16_kernels_and_litert_agrees_with_keras(attention):
+    model = _embedding_model(attention)
+    ids = RNG.integers(0, 30, size=(64, 8)).astype("int32")
+    quantized = quantize_model(model, scheme="16x8")
+    quantized.compile(keras.optimizers.Adam(1e-3), "mse")
+    quantized.fit(ids, np.asarray(model(ids)), epochs=1, batch_size=16, verbose=0)
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    for op in tfopt.export.inspect(flatbuffer).ops_of("FULLY_CONNECTED"):
+        assert op.inputs[0] == op.outputs[0] == "int16", op
+    keras_outputs = np.asarray(quantized(ids))
+    np.testing.assert_allclose(tfopt.export.predict(flatbuffer, ids), keras_outputs,
+                               atol=1e-3 * np.abs(keras_outputs).max())
+
+
+def test_an_int8_activation_read_by_an_int16_kernel_is_refused_at_export():
+    quantized = quantize_model(_embedding_model(attention=False), scheme="16x8")
+    quantized(np.zeros((2, 8), "int32"), training=True)
+    quantized.layers[1].output_quantizer = None  # the gathered rows stay int8, as they were
+    with pytest.raises(ValueError, match=r"16x8 .* int8 activation into an int16 output.*FULLY_CONNECTED"):
+        tfopt.export.to_tflite(quantized, "int8")
+
+
 def test_layer_norm_einsum_dense_and_embedding_follow_their_float_layers():
     x = RNG.normal(loc=1.0, scale=2.0, size=(8, 5, 6)).astype("float32")
     norm = layers.LayerNormalization(beta_initializer="ones", gamma_initializer="ones")

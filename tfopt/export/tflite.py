@@ -10,7 +10,7 @@ import keras
 
 from tfopt import _checks, _compat, _files, _surgery, distribute, quantize
 from tfopt.export import _data, summary
-from tfopt.export.int16_biases import widen_int16_biases
+from tfopt.export.int16_biases import int8_into_int16_ops, widen_int16_biases
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 _OWNER = "to_tflite"
@@ -50,6 +50,19 @@ def _check_integer_only(flatbuffer):
             f"{_OWNER}: the quantization-aware model converts with {len(floating)} op(s) computing in float between "
             f"integer ones: {', '.join(floating)}. Quantize the layers behind them (or drop them from "
             "`quantize_model(skip=...)`), or pass `allow_float_ops=True` to export the mixed model anyway."
+        )
+
+
+def _check_int16_activations(flatbuffer):
+    """Raises if a 16x8 QAT model's flatbuffer has an op reading int8 activations into int16 outputs, which TFLite
+    runs without an error and with wrong outputs."""
+    mixed = int8_into_int16_ops(flatbuffer)
+    if mixed:
+        raise ValueError(
+            f"{_OWNER}: the 16x8 quantization-aware model converts with {len(mixed)} op(s) that read an int8 "
+            f"activation into an int16 output, which TFLite computes wrong without an error: {', '.join(mixed)}. "
+            'Every layer before them must be quantized with scheme="16x8" (int16 output ranges); '
+            'or train with scheme="int8".'
         )
 
 
@@ -181,8 +194,9 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
     an op its fake-quant ops don't cover would stay float between integer ones: that raises a ValueError naming
     it, unless `allow_float_ops=True` (for layers kept in float on purpose, `quantize_model(skip=...)`).
     "int8" of a 16x8 QAT model
-    (`quantize_model(scheme="16x8")`) gives TFLite's 16x8 mode: int8 weights, int16 activations. The converter's
-    logs are silenced.
+    (`quantize_model(scheme="16x8")`) gives TFLite's 16x8 mode: int8 weights, int16 activations; an op reading an
+    int8 activation into an int16 output (which TFLite runs with wrong outputs) raises a ValueError naming it,
+    whatever `allow_float_ops`. The converter's logs are silenced.
 
     Args:
         model: a Keras 3 model, or a tf_keras model in a process run with `TF_USE_LEGACY_KERAS=1`. Single input.
@@ -227,6 +241,7 @@ def to_tflite(model, quantization=None, representative_data=None, path=None, int
             f"{_OWNER}: the TFLite converter failed for quantization={quantization!r}: {reason}"
         ) from error
     if scheme == "16x8":
+        _check_int16_activations(flatbuffer)
         flatbuffer = widen_int16_biases(flatbuffer)
     if scheme is not None and not allow_float_ops:
         _check_integer_only(flatbuffer)

@@ -9,6 +9,8 @@ What each becomes in TFLite, measured with TensorFlow 2.21's converter on `quant
 | Rescaling,         | MUL (scale), ADD (offset; none when it is 0)                                               |
 | Normalization      |                                                                                            |
 
+Under "16x8" the Embedding's GATHER is followed by a QUANTIZE to int16 (the rows' learned range).
+
 Keras's own LayerNormalization lowers to ops among which a NEG stays float in an int8 model (measured with
 post-training quantization); `QuantizeLayerNormalization` computes the same function in ops that all have int8
 kernels, each output with a learned range.
@@ -123,7 +125,9 @@ class QuantizeLayerNormalization(QuantizeWrapper):
 @keras.saving.register_keras_serializable(package="tfopt")
 class QuantizeEmbedding(QuantizeWrapper):
     """An Embedding whose table is fake-quantized (int8, symmetric, per tensor): TFLite gathers int8 rows and the
-    output keeps the table's scale, so no range is learned for it.
+    output keeps the table's scale, so no range is learned for it under "int8". Under "16x8" the rows get a learned
+    int16 range after the gather (`output_quantizer`), as every activation of that scheme: an int8 activation read
+    by an int16 kernel is computed wrong by TFLite.
 
     Args:
         layer: a Keras 3 Embedding.
@@ -142,17 +146,22 @@ class QuantizeEmbedding(QuantizeWrapper):
         _checks.instance(type(self).__name__, "layer", layer, keras.layers.Embedding, "a Keras 3 Embedding")
         super().__init__(layer, scheme, preserve_sparsity, **kwargs)
         self._bits = self._scheme.weight_bits
+        int16 = self._scheme.activation_bits == 16
+        self.output_quantizer = QuantizeActivation(scheme, name="output_quantizer") if int16 else None
 
     def build(self, input_shape=None):
         super().build(input_shape)
+        if self.output_quantizer is not None:
+            self.output_quantizer.build()
         self._keep_sparsity()
 
     def _sparse_kernels(self):
         return [self.layer.embeddings]
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         table = fake_quant_weights(self.layer.embeddings, None, self._bits)
-        return ops.take(table, ops.cast(inputs, "int32"), axis=0)
+        outputs = ops.take(table, ops.cast(inputs, "int32"), axis=0)
+        return outputs if self.output_quantizer is None else self.output_quantizer(outputs, training=training)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
