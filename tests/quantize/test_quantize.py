@@ -275,6 +275,23 @@ def test_rescaling_normalization_and_a_standalone_batch_norm_run_in_int8():
     assert np.max(np.abs(tfopt.export.predict(flatbuffer, x_data) - expected)) <= 0.1 * spread
 
 
+def test_rescaling_and_normalization_export_in_16x8_and_litert_agrees_with_keras():
+    """Their scale and offset are fake-quantized to int16 and the offset broadcast (the converter's int16 MUL and ADD
+    take no float constant, and its int16 ADD no broadcast)."""
+    inputs = keras.Input((5, 3))
+    x = L.Rescaling(1 / 255.0, offset=-0.25, name="rescale")(inputs)
+    model = keras.Model(inputs, L.Normalization(mean=[0.1, 0.2, 0.3], variance=[0.05, 0.06, 0.07])(x))
+    x_data = np.random.default_rng(0).uniform(0, 255, size=(32, 5, 3)).astype("float32")
+    quantized = quantize_model(model, scheme="16x8")
+    for _ in range(5):
+        quantized(x_data, training=True)
+    expected, keras_outputs = model.predict(x_data, verbose=0), quantized.predict(x_data, verbose=0)
+    assert np.max(np.abs(keras_outputs - expected)) <= 0.01 * np.ptp(expected)
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    assert {op.outputs[0] for op in tfopt.export.inspect(flatbuffer).ops if op.name in ("MUL", "ADD")} == {"int16"}
+    np.testing.assert_allclose(tfopt.export.predict(flatbuffer, x_data), keras_outputs, atol=1e-3 * np.ptp(expected))
+
+
 @pytest.mark.slow
 def test_a_u_net_toy_exports_with_every_convolution_in_int8():
     """Conv2DTranspose (with its BatchNorm folded and ReLU fused), UpSampling2D and Concatenate in a U-Net shape."""

@@ -134,6 +134,23 @@ def test_an_int8_activation_read_by_an_int16_kernel_is_refused_at_export():
         tfopt.export.to_tflite(quantized, "int8")
 
 
+@pytest.mark.parametrize("center, scale", [(True, True), (False, True), (True, False)])
+def test_a_16x8_layer_norm_exports_in_int16_and_litert_agrees_with_keras(center, scale):
+    inputs = keras.Input((6, 16))
+    norm = layers.LayerNormalization(center=center, scale=scale, beta_initializer="random_normal")
+    model = keras.Model(inputs, norm(inputs))
+    x = RNG.normal(loc=1.0, scale=2.0, size=(32, 6, 16)).astype("float32")
+    quantized = quantize_model(model, scheme="16x8")
+    _learn_ranges(quantized, x)
+    expected = np.asarray(model(x))
+    keras_outputs = np.asarray(quantized(x))
+    _assert_close_to_float(keras_outputs, expected, 0.01)
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8")
+    computing = [op for op in tfopt.export.inspect(flatbuffer).ops if op.name not in ("QUANTIZE", "DEQUANTIZE")]
+    assert {op.outputs[0] for op in computing if op.name != "SHAPE"} == {"int16"}
+    np.testing.assert_allclose(tfopt.export.predict(flatbuffer, x), keras_outputs, atol=0.005 * np.ptp(expected))
+
+
 def test_layer_norm_einsum_dense_and_embedding_follow_their_float_layers():
     x = RNG.normal(loc=1.0, scale=2.0, size=(8, 5, 6)).astype("float32")
     norm = layers.LayerNormalization(beta_initializer="ones", gamma_initializer="ones")

@@ -9,7 +9,10 @@ What each becomes in TFLite, measured with TensorFlow 2.21's converter on `quant
 | Rescaling,         | MUL (scale), ADD (offset; none when it is 0)                                               |
 | Normalization      |                                                                                            |
 
-Under "16x8" the Embedding's GATHER is followed by a QUANTIZE to int16 (the rows' learned range).
+Under "16x8" every op is int16, with two additions: the Embedding's GATHER is followed by a QUANTIZE to int16 (the
+rows' learned range), and the constants of the MUL and ADD ops (epsilon, gamma, beta; scale, offset) are fake-quantized
+to int16, an added one broadcast to the other operand's shape (SHAPE, BROADCAST_TO), as the converter's int16 ADD
+takes no broadcast.
 
 Keras's own LayerNormalization lowers to ops among which a NEG stays float in an int8 model (measured with
 post-training quantization); `QuantizeLayerNormalization` computes the same function in ops that all have int8
@@ -36,6 +39,17 @@ def _rsqrt(x):
         return tf.where(x > 0, upstream * -0.5 * y * y * y, tf.zeros_like(upstream))
 
     return y, gradient
+
+
+def _operand(value, scheme, added_to=None):
+    """A constant operand of a MUL, or of an ADD to `added_to`: as is for "int8" (the converter quantizes it). For
+    "16x8" it is fake-quantized to 16-bit symmetric levels (TFLite's int16 MUL and ADD take no float constant) and,
+    added, broadcast to `added_to`'s shape (the converter's int16 ADD takes operands of the same shape only)."""
+    value = ops.convert_to_tensor(value, "float32")
+    if scheme.activation_bits == 8:
+        return value
+    value = fake_quant_weights(value, None, scheme.activation_bits)
+    return value if added_to is None else ops.broadcast_to(value, ops.shape(added_to))
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -109,13 +123,14 @@ class QuantizeLayerNormalization(QuantizeWrapper):
         inputs = ops.cast(inputs, "float32")
         centered = step("centered", inputs - step("mean", ops.mean(inputs, axis=-1, keepdims=True)))
         variance = step("variance", ops.mean(step("squared", centered * centered), axis=-1, keepdims=True))
-        inverse = step("inverse_deviation", _rsqrt(step("shifted_variance", variance + layer.epsilon)))
+        epsilon = _operand(layer.epsilon, self._scheme, added_to=variance)
+        inverse = step("inverse_deviation", _rsqrt(step("shifted_variance", variance + epsilon)))
         outputs = step("normalized", centered * inverse)
         if layer.scale:
-            outputs = outputs * ops.cast(layer.gamma, "float32")
+            outputs = outputs * _operand(layer.gamma, self._scheme)
             outputs = step("scaled", outputs) if layer.center else outputs
         if layer.center:
-            outputs = outputs + ops.cast(layer.beta, "float32")
+            outputs = outputs + _operand(layer.beta, self._scheme, added_to=outputs)
         return step("output", outputs)
 
     def compute_output_shape(self, input_shape):
@@ -234,8 +249,8 @@ class QuantizeAffine(QuantizeWrapper):
 
     def call(self, inputs, training=None, mask=None):  # a batch norm's mask only weighs batch statistics: unused
         scale, offset = _affine_terms(self.layer)
-        scaled = self.scaled_quantizer(ops.cast(inputs, "float32") * scale, training=training)
-        return self.output_quantizer(scaled + offset, training=training)
+        scaled = self.scaled_quantizer(ops.cast(inputs, "float32") * _operand(scale, self._scheme), training=training)
+        return self.output_quantizer(scaled + _operand(offset, self._scheme, added_to=scaled), training=training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
