@@ -217,6 +217,22 @@ def test_layers_it_cannot_quantize_as_configured_are_named_with_the_skip_to_use(
         quantize_model(model)
 
 
+def test_a_masked_global_average_pooling_is_refused_unless_skipped_then_exports_with_float_ops():
+    ids = keras.Input((6,), dtype="int32")
+    x = L.Embedding(20, 4, mask_zero=True, name="embed")(ids)
+    model = keras.Model(ids, L.Dense(2, name="head")(L.GlobalAveragePooling1D(name="pool")(x)))
+    with pytest.raises(ValueError, match=r"layer 'pool' \(GlobalAveragePooling1D\) averages under a Keras mask.*"
+                                         r"`skip=\['pool'\]`.*allow_float_ops=True"):
+        quantize_model(model)
+    data = np.random.default_rng(0).integers(0, 20, size=(16, 6)).astype("int32")
+    data[:, 4:] = 0
+    quantized = quantize_model(model, skip=["pool"])
+    quantized(data, training=True)
+    np.testing.assert_allclose(quantized(data), model(data), atol=0.05)  # still the masked mean
+    flatbuffer = tfopt.export.to_tflite(quantized, "int8", allow_float_ops=True)
+    np.testing.assert_allclose(tfopt.export.predict(flatbuffer, data), quantized(data), atol=0.01)
+
+
 def test_a_shared_layer_stays_one_layer_with_one_set_of_weights(compile_classifier):
     shared_dense, shared_norm = L.Dense(4, name="shared"), L.BatchNormalization(name="norm")
     left, right = keras.Input((6,), name="left"), keras.Input((6,), name="right")

@@ -203,11 +203,27 @@ class _Rebuilder:
             outputs = self._operation(layer, args, kwargs)
         else:
             if id(layer) not in self.replacements:  # a shared layer stays shared
+                self._check_unmasked_pooling(layer, args, kwargs)
                 rank = len(keras.tree.flatten(args)[0].shape)
                 self.replacements[id(layer)] = self._layer_for(layer, rank)
             outputs = self.replacements[id(layer)](*args, **kwargs)
         self.produced.update(id(t) for t in keras.tree.flatten(outputs))
         return outputs
+
+    def _check_unmasked_pooling(self, layer, args, kwargs):
+        """Raises for a GlobalAveragePooling1D averaging under a Keras mask: its CAST, SUM and DIV have no integer
+        TFLite kernels, so the export would stop at float ops."""
+        if not isinstance(layer, _L.GlobalAveragePooling1D) or _skipped(layer, self.skip):
+            return
+        first = keras.tree.flatten(args)[0]
+        if kwargs.get("mask") is None and getattr(first, "_keras_mask", None) is None:
+            return
+        raise ValueError(
+            f"{_OWNER}: layer '{layer.name}' (GlobalAveragePooling1D) averages under a Keras mask (from "
+            "`Embedding(mask_zero=True)` or a `Masking` layer), whose CAST, SUM and DIV TFLite runs in float only. "
+            "Pool without the mask (e.g. take the first token, `x[:, 0]`), or pass "
+            f"`skip=['{layer.name}']` to keep it in float and export with `to_tflite(..., allow_float_ops=True)`."
+        )
 
     def _operation(self, operation, args, kwargs):
         """A `keras.ops` call, its float outputs given a learned range unless TFLite keeps the input's scale."""
@@ -247,6 +263,8 @@ def quantize_model(model, scheme="int8", skip=None, preserve_sparsity=False):
     A tf_keras model is handed to tfmot's `quantize_model` (scheme "int8" only). tfmot has no QAT for
     LayerNormalization, MultiHeadAttention, EinsumDense (and raises on them): carry such a model to Keras 3 first,
     `quantize_model(tfopt.compat.to_keras3(model))`, as the ValueError says.
+    A GlobalAveragePooling1D under a Keras mask (`Embedding(mask_zero=True)`) is refused unless skipped: TFLite runs
+    its masked mean (CAST, SUM, DIV) in float only.
 
     Args:
         model: a Keras 3 Sequential or Functional model (or a tf_keras model, quantized by tfmot).
