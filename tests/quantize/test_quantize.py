@@ -190,6 +190,11 @@ def test_model_errors_name_the_argument(mobile_block_model):
         quantize_model(mobile_block_model(), scheme="int4")
     with pytest.raises(ValueError, match=r"layer 'concat' \(Concatenate\) has no 16x8 kernel in the TFLite converter"):
         quantize_model(mobile_block_model(), scheme="16x8")
+    for gelu in (L.Dense(4, activation="gelu", name="gelu"), L.Activation("gelu", name="gelu"), keras.ops.gelu):
+        outputs = gelu(L.Dense(4, name="dense")(inputs))
+        with pytest.raises(ValueError, match=r"layer 'gelu\w*' \(\w+\) computes gelu, which has no 16x8 kernel"):
+            quantize_model(keras.Model(inputs, outputs), scheme="16x8")
+        quantize_model(keras.Model(inputs, outputs))  # int8 has it
     with pytest.raises(ValueError, match=r"argument `skip` must be names of layers of the model; not one: \['nope'\]"):
         quantize_model(mobile_block_model(), skip=["stem", "nope"])
     with pytest.raises(TypeError, match=r"argument `skip` must be a list of layer names and layer classes"):

@@ -36,8 +36,18 @@ SCALE_PRESERVING_OPS = (  # `keras.ops` calls TFLite runs with the input's scale
     "Squeeze", "Tile", "Repeat", "BroadcastTo", "Max", "Min",
 )
 NO_INT16_KERNEL = (_L.Concatenate,)  # the converter rejects int16 CONCATENATION in 16x8 mode
+NO_INT16_ACTIVATIONS = ("gelu",)  # the converter's GELU takes float32 or int8 inputs only
 _SUPPORTED = ", ".join(dict.fromkeys(cls.__name__ for cls in FOLDABLE + tuple(REWRITTEN) + OUTPUT_QUANTIZED +
                                      PASS_THROUGH))
+
+
+def _computed_activation(layer):
+    """The name of the activation `layer` computes ('gelu' for `Dense(activation="gelu")`, `Activation("gelu")` or
+    `keras.ops.gelu`), or None."""
+    if _surgery.is_operation(layer):
+        return type(layer).__name__.lower()
+    activation = getattr(layer, "activation", None)
+    return keras.activations.serialize(activation) if callable(activation) else None
 
 
 def _activation_name(layer):
@@ -199,6 +209,12 @@ class _Rebuilder:
             lambda t: self._quantize_input(t) if isinstance(t, keras.KerasTensor) and id(t) not in self.produced
             else t, args,
         )
+        activation = _computed_activation(layer)
+        if self.scheme == "16x8" and activation in NO_INT16_ACTIVATIONS and not _skipped(layer, self.skip):
+            raise ValueError(f"{_OWNER}: layer '{layer.name}' ({type(layer).__name__}) computes {activation}, "
+                             "which has no 16x8 kernel in the TFLite converter (it takes float32 or int8 inputs "
+                             f"only). Use scheme='int8' for this model, or `skip=['{layer.name}']` to keep it in "
+                             "float.")
         if _surgery.is_operation(layer):
             outputs = self._operation(layer, args, kwargs)
         else:
