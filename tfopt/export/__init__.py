@@ -11,8 +11,9 @@ tfopt.export.benchmark(flatbuffer).p50_ms
 TensorFlow is imported when converting; running uses `ai_edge_litert` only.
 """
 
-from tfopt.export.litert import Benchmark, benchmark, confusion_matrix, evaluate, predict
+from tfopt.export.litert import Benchmark, benchmark, predict
 from tfopt.export.metrics import ConfusionMatrix, Evaluation
+from tfopt.export.scoring import confusion_matrix, evaluate
 from tfopt.export.summary import Op, Summary, TensorSpec, float_ops_inside, inspect
 from tfopt.export.tflite import QUANTIZATIONS, is_quantization_aware, to_tflite
 
