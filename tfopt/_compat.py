@@ -176,6 +176,12 @@ def optimizer_variable_index(optimizer, variable):
     return optimizer._get_variable_index(variable)
 
 
+def accumulated_gradient(optimizer, variable):
+    """What the Keras 3 optimizer has accumulated for `variable` under `gradient_accumulation_steps` (the sum of the
+    current accumulation's earlier micro-batch gradients)."""
+    return optimizer._accumulated_gradients[optimizer_variable_index(optimizer, variable)]
+
+
 def optimizer_trainable_variables(optimizer):
     """The variables a built Keras 3 optimizer was built with, in build order."""
     return optimizer._trainable_variables

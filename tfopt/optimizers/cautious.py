@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tfopt import _compat
 from tfopt.optimizers._common import OptimizerWrapper, dense_gradient, replica_sum
 
 
@@ -86,4 +87,4 @@ class Cautious(OptimizerWrapper):
         inner = self.inner_optimizer
         if not getattr(inner, "gradient_accumulation_steps", None):
             return gradient
-        return gradient + inner._accumulated_gradients[inner._get_variable_index(variable)]
+        return gradient + _compat.accumulated_gradient(inner, variable)
