@@ -180,6 +180,33 @@ def layer_names(model):
             if not isinstance(layer, keras.layers.InputLayer)]
 
 
+def output_activation(model):
+    """`(layer, activation name)` for what makes the single output of a Sequential or Functional `model` of either
+    Keras (looking into a nested model last in line), e.g. `(dense, "softmax")`; the activation is None where it
+    can't be read: a subclassed model, several outputs, a layer with no `activation`. A `Softmax` layer or a
+    `keras.ops.softmax` call counts as "softmax".
+
+    Example:
+        >>> import keras
+        >>> from tfopt import _surgery
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax", name="head")])
+        >>> layer, activation = _surgery.output_activation(model)
+        >>> layer.name, activation
+        ('head', 'softmax')
+    """
+    outputs = getattr(model, "outputs", None) if graph_kind(model) else None
+    if not outputs or len(outputs) != 1:
+        return model, None
+    producer = outputs[0]._keras_history[0]
+    if graph_kind(producer):
+        return output_activation(producer)
+    if type(producer).__name__ == "Softmax":
+        return producer, "softmax"
+    activation = getattr(producer, "activation", None)
+    return producer, activation if isinstance(activation, str) or activation is None else getattr(
+        activation, "__name__", None)
+
+
 def tap(owner, argument, model, names):
     """A Functional model over `model`'s own layers (so its weights) returning `[model's output, *features]`, the
     features being the outputs of the layers called `names`, nested models' layers included.

@@ -320,3 +320,43 @@ def test_a_subclassed_student_is_distilled_on_its_outputs():
     model.compile("adam", loss=CE)
     history = model.fit(*data(32), epochs=2, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def softmax_model(kind, seed=2):
+    """A 3-class model ending in a softmax, written the three ways Keras has (the layer with a softmax activation,
+    a `Softmax` layer, `keras.ops.softmax`), inside a nested Sequential for "nested"."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6,))
+    if kind == "activation":
+        return keras.Model(inputs, L.Dense(3, activation="softmax", name="head")(inputs))
+    if kind == "Softmax layer":
+        return keras.Model(inputs, L.Softmax(name="head")(L.Dense(3)(inputs)))
+    if kind == "ops.softmax":
+        return keras.Model(inputs, keras.ops.softmax(L.Dense(3, name="head")(inputs)))
+    inner = keras.Sequential([keras.Input((6,)), L.Dense(3, activation="softmax", name="head")], name="inner")
+    return keras.Model(inputs, inner(inputs))
+
+
+@pytest.mark.parametrize("kind", ["activation", "Softmax layer", "ops.softmax", "nested"])
+@pytest.mark.parametrize("loss", [SoftTargets(), tfopt.distill.DecoupledKD()], ids=["SoftTargets", "DecoupledKD"])
+def test_a_softmax_output_is_refused_by_a_loss_reading_logits(kind, loss):
+    remedy = "pass `from_logits=False` to SoftTargets" if isinstance(loss, SoftTargets) else "without its softmax"
+    layer = "softmax" if kind == "ops.softmax" else "head"
+    with pytest.raises(ValueError, match=rf"Distiller: argument `teacher` must be a model that outputs logits for "
+                                         rf"{loss.name} \(it reads logits\); its output comes from the softmax of "
+                                         rf"layer '{layer}\w*':.*{remedy}"):
+        Distiller(softmax_model(kind), student_model(), loss)
+    with pytest.raises(ValueError, match=r"Distiller: argument `student` must be a model that outputs logits"):
+        Distiller(teacher_model(), softmax_model(kind), loss)
+
+
+def test_probabilities_are_read_from_softmax_outputs_only():
+    with pytest.raises(ValueError, match=r"Distiller: argument `teacher` must be a model ending in a softmax for "
+                                         r"soft_targets \(it reads probabilities\); its output comes from layer "
+                                         r"'t_logits' with activation 'linear': pass `from_logits=True`"):
+        Distiller(teacher_model(), softmax_model("activation"), SoftTargets(from_logits=False))
+    model = Distiller(softmax_model("activation", seed=3), softmax_model("Softmax layer"),
+                      SoftTargets(2.0, from_logits=False))
+    model.compile(keras.optimizers.SGD(0.05), loss=keras.losses.SparseCategoricalCrossentropy())
+    history = model.fit(*data(32), epochs=1, verbose=0)
+    assert np.isfinite(history.history["soft_targets_loss"][0]) and history.history["soft_targets_loss"][0] > 0

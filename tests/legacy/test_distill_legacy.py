@@ -81,3 +81,12 @@ def test_fit_without_labels_logs_the_losses_with_metrics_compiled():
     history = distiller.fit(data(16)[0], epochs=1, verbose=0)
     assert sorted(history.history) == ["loss", "soft_targets_loss", "student_loss"]
     assert history.history["student_loss"] == [0.0]
+
+
+def test_a_softmax_output_is_refused_by_a_loss_reading_logits():
+    tf_keras.utils.set_random_seed(2)
+    softmax = tf_keras.Sequential([tf_keras.Input((6,)), tf_keras.layers.Dense(3, activation="softmax", name="head")])
+    with pytest.raises(ValueError, match=r"Distiller: argument `teacher` must be a model that outputs logits for "
+                                         r"decoupled_kd \(it reads logits\); its output comes from the softmax of "
+                                         r"layer 'head'"):
+        Distiller(softmax, mlp(8, 1), DecoupledKD())

@@ -34,6 +34,11 @@ class DistillationLoss(keras.distillation.DistillationLoss):
 
     name = "distillation"
     weighs_samples = True
+    # How a loss reading the models' outputs takes them: "logits" or "probabilities" (a softmax's); None for a loss
+    # reading features. The Distiller refuses a model whose output layer says otherwise.
+    reads_outputs_as = None
+    # The way out a loss offers for a model ending in a softmax, when it reads logits.
+    softmax_remedy = "give it models that output logits (the output layer without its softmax)"
     teacher_layers = ()
     student_layers = ()
 

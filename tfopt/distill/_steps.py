@@ -65,6 +65,7 @@ class DistillationSteps:
         self._student_layers = _layers_wanted(self.distillation_losses, "student")
         self._teacher_tap = self._tap("teacher_layers", self.teacher, self._teacher_layers)
         self._student_tap = self._tap("student_layers", self.student, self._student_layers)
+        self._check_outputs()
         self._build_losses()
         self.loss_trackers = [self._keras.metrics.Mean(name="loss"), self._keras.metrics.Mean(name="student_loss")]
         self.loss_trackers += [self._keras.metrics.Mean(name=f"{loss.name}_loss") for loss in self.distillation_losses]
@@ -77,6 +78,26 @@ class DistillationSteps:
                           "empty for tf_keras models: only losses reading the models' outputs (SoftTargets, "
                           "DecoupledKD) distil tf_keras models")
         return _surgery.tap(_OWNER, argument, model, names)
+
+    def _check_outputs(self):
+        """Refuses a model whose output layer contradicts how a loss reads outputs: logits softened from a
+        softmax's probabilities (or the log of logits) train the student toward the wrong targets, silently."""
+        for loss in self.distillation_losses:
+            if loss.reads_outputs_as is None:
+                continue
+            for side, model in (("teacher", self.teacher), ("student", self.student)):
+                layer, activation = _surgery.output_activation(model)
+                if activation is None:
+                    continue
+                if loss.reads_outputs_as == "logits":
+                    _checks.satisfies(_OWNER, side, model.name, activation != "softmax",
+                                      f"a model that outputs logits for {loss.name} (it reads logits); its output "
+                                      f"comes from the softmax of layer '{layer.name}': {loss.softmax_remedy}")
+                else:
+                    _checks.satisfies(_OWNER, side, model.name, activation == "softmax",
+                                      f"a model ending in a softmax for {loss.name} (it reads probabilities); its "
+                                      f"output comes from layer '{layer.name}' with activation '{activation}': "
+                                      f"pass `from_logits=True`")
 
     def _build_losses(self):
         """Hands each loss the shapes it will see, so losses with weights (projections) create them now."""

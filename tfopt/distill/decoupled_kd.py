@@ -88,6 +88,8 @@ class DecoupledKD(_loss.DistillationLoss):
 
     name = "decoupled_kd"
 
+    reads_outputs_as = "logits"
+
     def __init__(self, alpha=1.0, beta=8.0, temperature=4.0, warmup_steps=0):
         self.alpha = _checks.number(_OWNER, "alpha", alpha, low=0)
         self.beta = _checks.number(_OWNER, "beta", beta, low=0)

@@ -25,6 +25,9 @@ class Distiller(DistillationSteps, keras.Model):
     `tf.distribute` strategy the task loss is the mean over the labeled samples of the global batch, and each
     weighted distillation loss the weighted mean over the global batch, as on one device. `fit(x)` without labels
     trains on the teacher alone and logs the losses only.
+    A loss reading logits (`SoftTargets()`, `DecoupledKD`) refuses a teacher or student whose output comes from a
+    softmax (a layer's activation, a `Softmax` layer or `keras.ops.softmax`), and `SoftTargets(from_logits=False)`
+    one whose output layer has another activation, wherever the model's layers say so.
 
     Args:
         teacher: a trained Keras 3 model; it is frozen (`trainable = False`) and never changed.

@@ -69,6 +69,12 @@ class SoftTargets(_loss.DistillationLoss):
         self.temperature = _checks.number(_OWNER, "temperature", temperature, low=0, closed="neither")
         self.from_logits = _checks.boolean(_OWNER, "from_logits", from_logits)
 
+    softmax_remedy = "pass `from_logits=False` to SoftTargets"
+
+    @property
+    def reads_outputs_as(self):
+        return "logits" if self.from_logits else "probabilities"
+
     def build(self, teacher_shapes, student_shapes):
         _loss.check_same_classes(_OWNER, teacher_shapes, student_shapes)
         super().build(teacher_shapes, student_shapes)
