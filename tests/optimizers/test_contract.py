@@ -4,7 +4,7 @@
 `Embedding`, a `.keras` save/load mid-training whose next steps equal an uninterrupted run, and no float64 in the
 traced step (conditional branches included)."""
 
-import contextlib
+import types
 
 import keras
 import numpy as np
@@ -124,7 +124,7 @@ def test_every_public_optimizer_is_in_the_contract():
     assert set(topt.__all__) == set(OPTIMIZERS)
 
 
-@pytest.fixture(params=list(OPTIMIZERS), ids=list(OPTIMIZERS))
+@pytest.fixture(scope="module", params=list(OPTIMIZERS), ids=list(OPTIMIZERS))
 def optimizer_case(request):
     return request.param, *OPTIMIZERS[request.param]
 
@@ -147,29 +147,44 @@ def _fit(model, epochs=2, **kwargs):
 
 
 def _assert_weights_close(first, second, rtol=1e-5, atol=1e-6):
-    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+    """`first` and `second` (models or lists of weights) hold the same weights."""
+    weights = [w.get_weights() if isinstance(w, keras.Model) else w for w in (first, second)]
+    for a, b in zip(*weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
-def test_fit_lowers_the_loss(optimizer_case):
+@pytest.fixture(scope="module")
+def plain_run(optimizer_case, tmp_path_factory):
+    """The optimizer's plain float32 run on one device, which several tests compare against (traced once): `_mlp()`
+    fit in three fits of 2, 2 and 1 epochs, with its weights at the start and after 2 and 4 epochs, its steps
+    after 2, a `.keras` file saved after 2, and the losses of the 5 epochs."""
     _, make, _ = optimizer_case
     model = _mlp()
+    run = types.SimpleNamespace(model=model, start=model.get_weights())
+    run.mid = tmp_path_factory.mktemp("run") / "mid.keras"
     model.compile(make(), "mse")
-    history = _fit(model, epochs=5)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    run.losses = _fit(model).history["loss"]
+    run.after_2, run.steps_after_2 = model.get_weights(), int(model.optimizer.iterations)
+    model.save(run.mid)
+    run.losses += _fit(model).history["loss"]
+    run.after_4 = model.get_weights()
+    run.losses += _fit(model, epochs=1).history["loss"]
+    return run
 
 
-def test_gradient_accumulation_equals_the_larger_batch(optimizer_case):
-    """`gradient_accumulation_steps=2` over batches of 8 takes the steps of batches of 16."""
+def test_fit_lowers_the_loss(plain_run):
+    assert len(plain_run.losses) == 5
+    assert plain_run.losses[-1] < plain_run.losses[0]
+
+
+def test_gradient_accumulation_equals_the_larger_batch(optimizer_case, plain_run):
+    """`gradient_accumulation_steps=2` over batches of 8 takes the steps of batches of 16 (the plain run)."""
     _, make, _ = optimizer_case
-    models = []
-    for batch_size, arguments in ((8, dict(gradient_accumulation_steps=2)), (16, {})):
-        model = _mlp()
-        model.compile(make(**arguments), "mse")
-        x, y = _data()
-        model.fit(x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0)
-        models.append(model)
-    _assert_weights_close(*models, rtol=1e-4, atol=1e-5)
+    model = _mlp()
+    model.compile(make(gradient_accumulation_steps=2), "mse")
+    x, y = _data()
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    _assert_weights_close(model, plain_run.after_2, rtol=1e-4, atol=1e-5)
 
 
 # XLA's eigensolver and QR differ from TensorFlow's kernels by float32 rounding, which SOAP's 1 / sqrt(v) and Shampoo's
@@ -189,34 +204,28 @@ def test_jit_compile_equals_the_eager_step(optimizer_case):
     _assert_weights_close(*models, **JIT_TOLERANCE.get(name, {}))
 
 
-def test_mirrored_strategy_equals_one_device(optimizer_case, mirrored_strategy):
+def test_mirrored_strategy_equals_one_device(optimizer_case, mirrored_strategy, plain_run):
     _, make, _ = optimizer_case
-    models = []
-    for strategy in (mirrored_strategy, None):
-        with strategy.scope() if strategy else contextlib.nullcontext():
-            model = _mlp()
-            model.compile(make(), "mse")
-        _fit(model)
-        models.append(model)
-    _assert_weights_close(*models, rtol=1e-4, atol=1e-5)
+    with mirrored_strategy.scope():
+        model = _mlp()
+        model.compile(make(), "mse")
+    _fit(model)
+    _assert_weights_close(model, plain_run.after_2, rtol=1e-4, atol=1e-5)
 
 
 def _distance(first, second):
     return np.sqrt(sum(np.sum((np.asarray(a, "float64") - b) ** 2) for a, b in zip(first, second, strict=True)))
 
 
-def test_loss_scale_optimizer_with_mixed_float16(optimizer_case):
+def test_loss_scale_optimizer_with_mixed_float16(optimizer_case, plain_run):
     """In float32, `LossScaleOptimizer`'s step equals the unscaled one (power-of-two scaling is exact); under
     mixed_float16, the float32 weights take the float32 run's steps to within float16's precision (eps ~1e-3): they
     end closer to its weights than 1% of the distance those moved (measured: 0.01-0.1%)."""
     _, make, _ = optimizer_case
-    start = _mlp().get_weights()
-    plain, scaled = _mlp(), _mlp()
-    plain.compile(make(), "mse")
+    scaled = _mlp()
     scaled.compile(keras.optimizers.LossScaleOptimizer(make()), "mse")
-    _fit(plain)
     _fit(scaled)
-    _assert_weights_close(scaled, plain, rtol=1e-6, atol=1e-7)
+    _assert_weights_close(scaled, plain_run.after_2, rtol=1e-6, atol=1e-7)
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -229,20 +238,17 @@ def test_loss_scale_optimizer_with_mixed_float16(optimizer_case):
     _fit(mixed)
     assert mixed.layers[0].compute_dtype == "float16"
     assert {weight.dtype for weight in mixed.trainable_weights} == {"float32"}
-    assert int(mixed.optimizer.iterations) == int(plain.optimizer.iterations) == 8
-    moved = _distance(plain.get_weights(), start)
+    assert int(mixed.optimizer.iterations) == plain_run.steps_after_2 == 8
+    moved = _distance(plain_run.after_2, plain_run.start)
     assert moved > 1e-3
-    assert _distance(mixed.get_weights(), plain.get_weights()) < 0.01 * moved
+    assert _distance(mixed.get_weights(), plain_run.after_2) < 0.01 * moved
 
 
-def test_mixed_bfloat16_takes_the_float32_steps(optimizer_case):
+def test_mixed_bfloat16_takes_the_float32_steps(optimizer_case, plain_run):
     """Under mixed_bfloat16 (the TPU policy; no loss scaling needed) the variables and slots stay float32 and the
     weights take the float32 run's steps to within bfloat16's precision (eps ~8e-3): closer to its weights than 5%
     of the distance those moved."""
     _, make, _ = optimizer_case
-    start, plain = _mlp().get_weights(), _mlp()
-    plain.compile(make(), "mse")
-    _fit(plain)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         mixed = _mlp()
@@ -253,7 +259,7 @@ def test_mixed_bfloat16_takes_the_float32_steps(optimizer_case):
     assert mixed.layers[0].compute_dtype == "bfloat16"
     floats = {v.dtype for v in mixed.optimizer.variables if "int" not in v.dtype} | {w.dtype for w in mixed.weights}
     assert floats == {"float32"}
-    assert _distance(mixed.get_weights(), plain.get_weights()) < 0.05 * _distance(plain.get_weights(), start)
+    assert _distance(mixed.get_weights(), plain_run.after_2) < 0.05 * _distance(plain_run.after_2, plain_run.start)
 
 
 @pytest.mark.parametrize("clipping", ["clipnorm", "global_clipnorm"])
@@ -312,17 +318,12 @@ def test_sparse_embedding_gradients(optimizer_case):
     np.testing.assert_array_equal(model.layers[0].get_weights()[0][20:], untouched)
 
 
-def test_keras_file_mid_training_resumes_identically(optimizer_case, tmp_path):
-    _, make, _ = optimizer_case
-    model = _mlp()
-    model.compile(make(), "mse")
-    _fit(model, epochs=2)
-    model.save(tmp_path / "mid.keras")
-    restored = keras.models.load_model(tmp_path / "mid.keras")
-    assert type(restored.optimizer) is type(model.optimizer)
-    _fit(model, epochs=2)
+def test_keras_file_mid_training_resumes_identically(plain_run):
+    """The plain run's file saved after 2 epochs, loaded and fit 2 more, ends where the plain run's next 2 took it."""
+    restored = keras.models.load_model(plain_run.mid)
+    assert type(restored.optimizer) is type(plain_run.model.optimizer)
     _fit(restored, epochs=2)
-    _assert_weights_close(model, restored, rtol=1e-6, atol=1e-7)
+    _assert_weights_close(restored, plain_run.after_4, rtol=1e-6, atol=1e-7)
 
 
 def test_no_float64_in_the_compiled_step(optimizer_case):
