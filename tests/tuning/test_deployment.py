@@ -29,7 +29,7 @@ def classifier(hp):
     return model
 
 
-def tuner_of(tmp_path, build=classifier, trials=3, seed=0, oracle=None, **kwargs):
+def tuner_of(tmp_path, build=classifier, trials=3, seed=1, oracle=None, **kwargs):
     oracle = oracle or keras_tuner.oracles.RandomSearchOracle(max_trials=trials, seed=seed)
     return DeploymentTuner(build, oracle, directory=str(tmp_path), project_name="search", **kwargs)
 
@@ -105,7 +105,7 @@ def test_each_trial_records_the_metrics_of_its_exported_file(seed_7_searches):
 
 def test_a_trial_over_budget_is_recorded_but_never_best(tmp_path):
     # The int8 files measure 4.8 KiB with 64 units, 2.5 KiB with 4 units: the budget sits between.
-    oracle = keras_tuner.oracles.GridSearchOracle(max_trials=2, seed=0)
+    oracle = keras_tuner.oracles.GridSearchOracle(max_trials=2, seed=1)
     tuner = tuner_of(tmp_path, build=grid_classifier, oracle=oracle, max_size_kb=3.5)
     search(tuner, epochs=20)
     trials = {trial.hyperparameters.values["units"]: trial for trial in completed(tuner)}
@@ -242,7 +242,7 @@ def regressor(hp):
 
 
 def test_a_regression_objective_with_a_bayesian_oracle(tmp_path):
-    oracle = keras_tuner.oracles.BayesianOptimizationOracle(max_trials=3, num_initial_points=2, seed=0)
+    oracle = keras_tuner.oracles.BayesianOptimizationOracle(max_trials=3, num_initial_points=2, seed=1)
     tuner = tuner_of(tmp_path, build=regressor, oracle=oracle, objective="tflite_mse", quantization="float16")
     tuner.search(X, X[:, :1], validation_data=(X, X[:, :1]), epochs=2, verbose=0)
     trials = completed(tuner)
@@ -254,7 +254,7 @@ def test_a_regression_objective_with_a_bayesian_oracle(tmp_path):
 
 
 def test_a_hyperband_oracle_continues_its_models(tmp_path):
-    oracle = keras_tuner.oracles.HyperbandOracle(max_epochs=2, factor=2, seed=0)  # 5 trials, 1 continued
+    oracle = keras_tuner.oracles.HyperbandOracle(max_epochs=2, factor=2, seed=1)  # 5 trials, 1 continued
     tuner = search(tuner_of(tmp_path, oracle=oracle))
     continued = [trial for trial in completed(tuner) if "tuner/trial_id" in trial.hyperparameters.values]
     assert continued and all(trial.metrics.exists("tflite_accuracy") for trial in continued)

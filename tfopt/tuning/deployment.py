@@ -113,7 +113,8 @@ class DeploymentTuner(keras_tuner.Tuner):
     `UpdatePruningStep` callback goes in `search`'s callbacks), a `tfopt.distill.Distiller` as its student (the
     best models are the trained Distillers: take their `student`). Resuming (`overwrite=False`), `distribution_strategy`
     and callbacks work as in KerasTuner; with the oracle's `seed` each trial also seeds Keras (seed + trial number),
-    so the same seed gives the same trials. `search(..., verbose=1)` prints one line per finished trial;
+    so the same seed gives the same trials (a seed other than 0: KerasTuner reads `seed=0` as none and draws one
+    at random). `search(..., verbose=1)` prints one line per finished trial;
     `verbose=0` nothing; `verbose=2` adds KerasTuner's and Keras's own progress.
 
     Args:
