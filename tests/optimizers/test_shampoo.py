@@ -1,5 +1,6 @@
 import re
 
+import keras
 import numpy as np
 import pytest
 from references import SHAPES, assert_all_close, gradient_sequence, initial_values, run_keras_optimizer
@@ -16,9 +17,11 @@ def compute_power_svd(matrix, power):
 
 
 def torch_shampoo(gradients, initial, lr=1e-3, momentum=0.0, weight_decay=0.0, weight_decouple=False,
-                  preconditioning_compute_steps=1, matrix_eps=1e-6, decayed=(True, True, True), computed=None):
+                  preconditioning_compute_steps=1, matrix_eps=1e-6, decayed=(True, True, True), computed=None,
+                  max_dim=None):
     """pytorch-optimizer 4.1.0 `Shampoo.step` (`fixed_decay=False`), in float64, with its transposes and views.
-    `computed`, a list, collects the steps at which the inverse roots were computed."""
+    `computed`, a list, collects the steps at which the inverse roots were computed. `max_dim` (not in the
+    reference) gives a longer axis the identity for its inverse root and no statistic."""
     params = [x.astype("float64") for x in initial]
     states = [{} for _ in params]
     for step, grads in enumerate(gradients, start=1):
@@ -43,13 +46,16 @@ def torch_shampoo(gradients, initial, lr=1e-3, momentum=0.0, weight_decay=0.0, w
             statistics_grad = grad
             for dim_id, dim in enumerate(grad.shape):
                 pre_cond, inv_pre_cond = state[f"pre_cond_{dim_id}"], state[f"inv_pre_cond_{dim_id}"]
+                skipped = max_dim is not None and dim > max_dim
+                if skipped:
+                    inv_pre_cond[...] = np.eye(dim)
                 unfolded_grad = np.moveaxis(statistics_grad, dim_id, 0).reshape(dim, -1)
                 pre_cond += unfolded_grad @ unfolded_grad.T
                 grad = np.ascontiguousarray(np.swapaxes(grad, 0, dim_id))
                 transposed_size = grad.shape
                 grad = grad.reshape(dim, -1)
                 grad_t = grad.T
-                if step % preconditioning_compute_steps == 0:
+                if step % preconditioning_compute_steps == 0 and not skipped:
                     inv_pre_cond[...] = compute_power_svd(pre_cond, 2 * order)
                     if computed is not None:
                         computed.append(step)
@@ -80,6 +86,20 @@ def test_matches_numpy_reference_through_several_root_computations(hyper):
     assert_all_close(run_keras_optimizer(Shampoo(**hyper), start, gradients), expected)
 
 
+def test_axes_longer_than_max_precondition_dim_get_no_preconditioner():
+    gradients, start = gradient_sequence(SHAPES, 30), initial_values(SHAPES)
+    longest = max(max(shape) for shape in SHAPES)
+    limit = sorted({size for shape in SHAPES for size in shape})[-2]  # the longest axes skipped, others kept
+    assert limit < longest
+    expected = torch_shampoo(gradients, start, lr=1e-2, momentum=0.5, max_dim=limit)
+    optimizer = Shampoo(1e-2, momentum=0.5, max_precondition_dim=limit)
+    assert_all_close(run_keras_optimizer(optimizer, start, gradients), expected)
+    allocated = [tuple(v.shape) for v in optimizer.variables if "statistic" in v.name]
+    assert allocated and max(max(shape) for shape in allocated) == limit
+    unlimited = torch_shampoo(gradients, start, lr=1e-2, momentum=0.5)
+    assert max(np.max(np.abs(a - b)) for a, b in zip(expected, unlimited)) > 1e-3  # the limit changed the steps
+
+
 @pytest.mark.parametrize("decoupled", [False, True])
 def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables(decoupled):
     gradients, start = gradient_sequence(SHAPES, 60), initial_values(SHAPES)
@@ -99,6 +119,8 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables(decou
         (dict(preconditioning_compute_steps=0), ValueError,
          "Shampoo: argument `preconditioning_compute_steps` must be >= 1. Received: preconditioning_compute_steps=0"),
         (dict(epsilon=-1.0), ValueError, "Shampoo: argument `epsilon` must be >= 0. Received: epsilon=-1.0"),
+        (dict(max_precondition_dim=0), ValueError,
+         "Shampoo: argument `max_precondition_dim` must be >= 1. Received: max_precondition_dim=0"),
         (dict(weight_decay=-0.1), ValueError,
          "Shampoo: argument `weight_decay` must be >= 0. Received: weight_decay=-0.1"),
     ],
@@ -106,3 +128,19 @@ def test_weight_decay_matches_numpy_reference_and_skips_excluded_variables(decou
 def test_invalid_arguments_raise(arguments, error, message):
     with pytest.raises(error, match=re.escape(message)):
         Shampoo(**arguments)
+
+
+def test_an_embedding_trains_without_its_vocab_by_vocab_statistic():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(5000, 8),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
+    optimizer = Shampoo(1e-2, max_precondition_dim=100)
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ids = np.random.default_rng(0).integers(0, 5000, size=(16, 3)).astype("int32")
+    before = np.asarray(model.layers[0].embeddings).copy()
+    model.fit(ids, np.arange(16) % 2, epochs=1, batch_size=16, verbose=0)
+    assert max(max(v.shape) for v in optimizer.variables if "statistic" in v.name) <= 100
+    after = np.asarray(model.layers[0].embeddings)
+    untouched = np.setdiff1d(np.arange(5000), ids)
+    np.testing.assert_array_equal(after[untouched], before[untouched])
+    assert not np.allclose(after[ids[0]], before[ids[0]])

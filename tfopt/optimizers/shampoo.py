@@ -44,9 +44,12 @@ class Shampoo(DecayInUpdateRule, keras.optimizers.Optimizer):
     (pytorch-optimizer's `weight_decouple=False`), decoupled with `decoupled_weight_decay=True`; both skip the
     variables excluded with `exclude_from_weight_decay`. A variable with sparse gradients (an `Embedding`'s) is
     not preconditioned along its rows, so the rows a batch doesn't touch keep their values (pytorch-optimizer
-    refuses sparse gradients).
+    refuses sparse gradients); its vocab x vocab statistic is still allocated unless `max_precondition_dim` is
+    below the vocabulary size.
 
-    Every axis is preconditioned whatever its size, as in the reference: a d x d statistic and root per axis, two
+    Every axis is preconditioned whatever its size, as in the reference, unless `max_precondition_dim` is given
+    (as SOAP's): a longer axis then gets no preconditioner (the identity), and no statistic is allocated for it.
+    Each preconditioned axis costs a d x d statistic and root, two
     products of the axis's size per step and an eigendecomposition per computation of the roots. On one CPU core
     a 1024-wide axis takes ~0.2 s per eigendecomposition (~20 ms per 1024^3 product): on a 1M-parameter MLP of
     1024-wide layers a step at the default costs ~145x Adam's (four such decompositions), and still ~13x with the
@@ -60,6 +63,8 @@ class Shampoo(DecayInUpdateRule, keras.optimizers.Optimizer):
         preconditioning_compute_steps: An int >= 1, the steps between two computations of the inverse roots.
             Defaults to `1`.
         epsilon: A float >= 0, the statistics' start `epsilon * I`. Defaults to `1e-6`.
+        max_precondition_dim: `None` or an int >= 1; longer axes get no preconditioner. Defaults to `None`
+            (every axis, as the reference).
         decoupled_weight_decay: A bool. If `True`, `weight_decay` shrinks the variables before the step as in
             AdamW; if `False`, it is an L2 penalty added to the gradient. Defaults to `False`.
         weight_decay: `None` or a float >= 0. Defaults to `None`.
@@ -89,6 +94,7 @@ class Shampoo(DecayInUpdateRule, keras.optimizers.Optimizer):
         momentum=0.0,
         preconditioning_compute_steps=1,
         epsilon=1e-6,
+        max_precondition_dim=None,
         decoupled_weight_decay=False,
         weight_decay=None,
         name=None,
@@ -102,10 +108,13 @@ class Shampoo(DecayInUpdateRule, keras.optimizers.Optimizer):
             owner, "preconditioning_compute_steps", preconditioning_compute_steps, low=1
         )
         self.epsilon = _checks.number(owner, "epsilon", epsilon, low=0)
+        self.max_precondition_dim = None if max_precondition_dim is None else _checks.integer(
+            owner, "max_precondition_dim", max_precondition_dim, low=1)
         self.decoupled_weight_decay = _checks.boolean(owner, "decoupled_weight_decay", decoupled_weight_decay)
 
     def build(self, var_list):
-        """Creates, per variable, the momentum buffer and, per axis, the statistic and its inverse root."""
+        """Creates, per variable, the momentum buffer and, per preconditioned axis, the statistic and its inverse
+        root (None for an axis longer than `max_precondition_dim`)."""
         if self.built:
             return
         super().build(var_list)
@@ -118,6 +127,7 @@ class Shampoo(DecayInUpdateRule, keras.optimizers.Optimizer):
                     self.add_variable((size, size), start, variable.dtype, name=f"statistic_{i}_{axis}"),
                     self.add_variable((size, size), "zeros", variable.dtype, name=f"inverse_root_{i}_{axis}"),
                 )
+                if self.max_precondition_dim is None or size <= self.max_precondition_dim else None
                 for axis, size in enumerate(variable.shape)
             ]
             for i, variable in enumerate(var_list)
@@ -168,6 +178,7 @@ class Shampoo(DecayInUpdateRule, keras.optimizers.Optimizer):
                 "momentum": self.momentum,
                 "preconditioning_compute_steps": self.preconditioning_compute_steps,
                 "epsilon": self.epsilon,
+                "max_precondition_dim": self.max_precondition_dim,
                 "decoupled_weight_decay": self.decoupled_weight_decay,
             }
         )
