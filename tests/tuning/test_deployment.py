@@ -103,6 +103,16 @@ def test_each_trial_records_the_metrics_of_its_exported_file(seed_7_searches):
         assert trial.score == trial.metrics.get_last_value("tflite_accuracy")
 
 
+def test_tflite_path_takes_a_trial_or_its_id_and_refuses_an_unknown_id(seed_7_searches):
+    tuner, _ = seed_7_searches["quiet"]
+    best = tuner.best_trials()[0]
+    assert tuner.tflite_path(best) == tuner.tflite_path(best.trial_id)
+    assert os.path.isfile(tuner.tflite_path(best))
+    with pytest.raises(ValueError, match=r"argument `trial_id` must be a trial of this search or its id: '0', '1'\. "
+                                         r"Received: trial_id='99'"):
+        tuner.tflite_path("99")
+
+
 def test_a_trial_over_budget_is_recorded_but_never_best(tmp_path):
     # The int8 files measure 4.8 KiB with 64 units, 2.5 KiB with 4 units: the budget sits between.
     oracle = keras_tuner.oracles.GridSearchOracle(max_trials=2, seed=1)

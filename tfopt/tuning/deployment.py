@@ -235,7 +235,7 @@ class DeploymentTuner(keras_tuner.Tuner):
             calibration = self.representative_data
             if calibration is None:
                 calibration = _fit_data.training_inputs(fit_args, fit_kwargs)
-        path = self.tflite_path(trial.trial_id)
+        path = self._tflite_file(trial.trial_id)
         flatbuffer = export.to_tflite(model, self.quantization, calibration, path=path, overwrite=True)
         scores = export.evaluate(flatbuffer, x_val, y_val, task=self.task)
         size_kb = len(flatbuffer) / 1024
@@ -246,7 +246,16 @@ class DeploymentTuner(keras_tuner.Tuner):
                 "tflite_latency_ms": latency_ms, WITHIN_BUDGET: float(within)}
 
     def tflite_path(self, trial_id):
-        """The exported file of trial `trial_id`, in its folder: `model_<quantization>.tflite`."""
+        """The exported file of a trial (a KerasTuner `Trial` or its id), in its folder: `model_<quantization>.tflite`;
+        a ValueError for an id the oracle doesn't know."""
+        if isinstance(trial_id, keras_tuner.engine.trial.Trial):
+            trial_id = trial_id.trial_id
+        known = self.oracle.trials
+        _checks.satisfies(_OWNER, "trial_id", trial_id, isinstance(trial_id, str) and trial_id in known,
+                          "a trial of this search or its id: " + (", ".join(map(repr, known)) or "none yet"))
+        return self._tflite_file(trial_id)
+
+    def _tflite_file(self, trial_id):
         return os.path.join(self.get_trial_dir(trial_id), f"model_{self.quantization or 'float32'}.tflite")
 
     def _weights_path(self, trial_id, model):
