@@ -272,6 +272,9 @@ def test_errors_name_the_argument():
         Distiller(teacher, student, [SoftTargets(), SoftTargets(2.0)])
     with pytest.raises(TypeError, match=r"Distiller: argument `teacher` must be a Keras 3 model"):
         Distiller("teacher.keras", student, SoftTargets())
+    with pytest.raises(TypeError, match=r"Distiller: argument `distillation_losses` must be given: a tfopt.distill "
+                                        r"loss, e.g. `tfopt.distill.SoftTargets\(\)`"):
+        Distiller(teacher, student)
     uncompiled = Distiller(teacher, student, SoftTargets())
     uncompiled.compile("adam")
     with pytest.raises(ValueError, match=r"compile it with the student's task loss"):

@@ -1,6 +1,7 @@
 """`tfopt.distill.Distiller` on tf_keras models (TF_USE_LEGACY_KERAS=1): SoftTargets and DecoupledKD, labels -1,
 a frozen teacher, and tfmot-pruned or tfmot-QAT students distilled in the same fit."""
 
+import keras
 import numpy as np
 import pytest
 import tf_keras
@@ -62,10 +63,28 @@ def test_a_tfmot_qat_student_exports_to_int8():
 
 
 def test_feature_losses_name_what_tf_keras_models_support():
-    with pytest.raises(ValueError, match=r"Distiller: argument `teacher_layers` must be empty for tf_keras models"):
-        Distiller(mlp(32, 0), mlp(8, 1), HintDistillation("dense", "dense_1"))
+    with pytest.raises(TypeError, match=r"Distiller: argument `distillation_losses` must be losses reading the "
+                                        r"models' outputs \(SoftTargets, DecoupledKD\) for tf_keras models: feature "
+                                        r"losses .* need Keras 3 models; carry both models across with "
+                                        r"`tfopt.compat.to_keras3`. "
+                                        r"Received: distillation_losses=\['HintDistillation'\]"):
+        Distiller(mlp(32, 0), mlp(8, 1), [SoftTargets(), HintDistillation("dense", "dense_1")])
     with pytest.raises(TypeError, match=r"Distiller: argument `student` must be a tf_keras model"):
         Distiller(mlp(32, 0), "student.keras", SoftTargets())
+    with pytest.raises(TypeError, match=r"argument `distillation_losses` must be given: a tfopt.distill loss"):
+        Distiller(mlp(32, 0), mlp(8, 1))
+
+
+@pytest.mark.parametrize("legacy_teacher", [True, False], ids=["tf_keras teacher", "Keras 3 teacher"])
+def test_models_of_different_kerases_are_named_as_such(legacy_teacher):
+    legacy, keras3 = mlp(8, 1), keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    teacher, student = (legacy, keras3) if legacy_teacher else (keras3, legacy)
+    generations = ("tf_keras", "Keras 3") if legacy_teacher else ("Keras 3", "tf_keras")
+    with pytest.raises(TypeError, match=rf"Distiller: argument `student` must be a model of the teacher's Keras: the "
+                                        rf"teacher is a {generations[0]} model, the student a {generations[1]} one; "
+                                        r"carry one across with `tfopt.compat.to_keras3` or "
+                                        r"`tfopt.compat.to_tf_keras`"):
+        Distiller(teacher, student, SoftTargets())
 
 
 def test_compiling_without_a_loss_names_the_task_loss():

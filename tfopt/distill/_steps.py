@@ -3,7 +3,7 @@
 import tensorflow as tf
 from keras import ops
 
-from tfopt import _checks, _surgery
+from tfopt import _checks, _compat, _surgery
 from tfopt.distill import labels as _labels
 from tfopt.distill._loss import DistillationLoss
 from tfopt.distill.cache import CACHED_INPUTS, CACHED_TEACHER, OUTPUT
@@ -20,6 +20,9 @@ def _layers_wanted(losses, side):
 
 
 def _check_losses(losses, weights):
+    _checks.satisfies(_OWNER, "distillation_losses", losses, losses is not None,
+                      "given: a tfopt.distill loss, e.g. `tfopt.distill.SoftTargets()` for a classifier's logits, or "
+                      "a list of them", TypeError)
     losses = list(losses) if isinstance(losses, (list, tuple)) else [losses]
     _checks.satisfies(_OWNER, "distillation_losses", losses, losses, "a distillation loss or a non-empty list of them")
     for loss in losses:
@@ -45,13 +48,23 @@ def _weight_share(sample_weight, output):
     return local / ops.maximum(_labels.global_sum(local), 1e-12)
 
 
+def _check_same_keras(teacher, student):
+    """Refuses a teacher and a student that are models of different Kerases, saying so."""
+    if all(isinstance(model, _compat.keras_of(model).Model) for model in (teacher, student)):
+        _checks.satisfies(_OWNER, "student", student.name, _compat.is_legacy(teacher) == _compat.is_legacy(student),
+                          f"a model of the teacher's Keras: the teacher is a {_compat.generation(teacher)} model, the "
+                          f"student a {_compat.generation(student)} one; carry one across with "
+                          "`tfopt.compat.to_keras3` or `tfopt.compat.to_tf_keras`", TypeError)
+
+
 class DistillationSteps:
     """What a `Distiller` does, written once for both Kerases; `self._keras` is the Keras module of the models."""
 
-    def __init__(self, teacher, student, distillation_losses, distillation_loss_weights=None,
+    def __init__(self, teacher, student, distillation_losses=None, distillation_loss_weights=None,
                  student_loss_weight=0.5, **kwargs):
         kwargs.setdefault("name", "distiller")
         super().__init__(**kwargs)  # the Keras Model after this class in the subclass's bases
+        _check_same_keras(teacher, student)
         for argument, model in (("teacher", teacher), ("student", student)):
             _checks.instance(_OWNER, argument, model, self._keras.Model, f"a {self._generation} model")
             _checks.satisfies(_OWNER, argument, model, model.built, "built (give it an `Input` or call it once)")
@@ -60,6 +73,13 @@ class DistillationSteps:
         self.distillation_losses, self.distillation_loss_weights = _check_losses(distillation_losses,
                                                                                  distillation_loss_weights)
         self.student_loss_weight = _checks.number(_OWNER, "student_loss_weight", student_loss_weight, low=0, high=1)
+        feature_losses = [type(loss).__name__ for loss in self.distillation_losses
+                          if loss.teacher_layers or loss.student_layers]
+        _checks.satisfies(_OWNER, "distillation_losses", feature_losses,
+                          not feature_losses or self._keras.__name__ == "keras",
+                          "losses reading the models' outputs (SoftTargets, DecoupledKD) for tf_keras models: feature "
+                          "losses (HintDistillation, AttentionTransfer, RelationalKD on layers) need Keras 3 models; "
+                          "carry both models across with `tfopt.compat.to_keras3`", TypeError)
         self.teacher.trainable = False
         self._teacher_layers = _layers_wanted(self.distillation_losses, "teacher")
         self._student_layers = _layers_wanted(self.distillation_losses, "student")
@@ -71,13 +91,9 @@ class DistillationSteps:
         self.loss_trackers += [self._keras.metrics.Mean(name=f"{loss.name}_loss") for loss in self.distillation_losses]
         self.built = True  # teacher, student and the losses' layers are built
 
-    def _tap(self, argument, model, names):
-        if not names:
-            return None
-        _checks.satisfies(_OWNER, argument, names, self._keras.__name__ == "keras",
-                          "empty for tf_keras models: only losses reading the models' outputs (SoftTargets, "
-                          "DecoupledKD) distil tf_keras models")
-        return _surgery.tap(_OWNER, argument, model, names)
+    @staticmethod
+    def _tap(argument, model, names):
+        return _surgery.tap(_OWNER, argument, model, names) if names else None
 
     def _check_outputs(self):
         """Refuses a model whose output layer contradicts how a loss reads outputs: logits softened from a
