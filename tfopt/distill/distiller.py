@@ -21,7 +21,9 @@ class Distiller(DistillationSteps, keras.Model):
     total = student_loss_weight * task + (1 - student_loss_weight) * distill
     ```
     History logs `loss` (the total), `student_loss` and `<name>_loss` for each distillation loss, plus the compiled
-    metrics over the labeled samples. A batch without labels contributes 0 to the task loss. Under a
+    metrics over the labeled samples. A batch without labels contributes 0 to the task loss. An epoch (or an
+    `evaluate`) without any labeled sample logs the compiled metrics as 0.0, what a Keras metric reads when it saw
+    no sample: not a score (`accuracy` 0.0 with every label -1 means "no labels"). Under a
     `tf.distribute` strategy the task loss is the mean over the labeled samples of the global batch, and each
     weighted distillation loss the weighted mean over the global batch, as on one device. `fit(x)` without labels
     trains on the teacher alone and logs the losses only.
