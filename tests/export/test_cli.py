@@ -71,7 +71,7 @@ def test_export_refuses_to_overwrite_without_the_flag(files, capsys):
     output = files / "existing.tflite"
     output.write_bytes(b"keep")
     assert cli.main(["export", str(files / "digits.keras"), "-o", str(output)]) == 1
-    assert f"{output} already exists" in capsys.readouterr().err
+    assert f"{output} already exists: pass --overwrite to replace it" in capsys.readouterr().err
     assert output.read_bytes() == b"keep"
     assert cli.main(["export", str(files / "digits.keras"), "-o", str(output), "--overwrite"]) == 0
     assert output.read_bytes()[4:8] == b"TFL3"
@@ -89,10 +89,12 @@ def test_export_refuses_to_overwrite_without_the_flag(files, capsys):
         (["inspect", "{test}"], "{test} is not a TFLite flatbuffer"),
         (["evaluate", "{float}", "--data", "{damaged}"], "cannot read {damaged} as a .npz archive: File is not a zip"),
         (["export", "{keras}", "--calibration", "{damaged}"], "cannot read {damaged} as a .npz archive"),
+        (["export", "{keras}", "--quantization", "int8", "-o", "{missing}"],
+         "--quantization int8 needs --calibration: an .npz of inputs to calibrate on"),
         (["evaluate", "{float}", "--data", "{npy}"], "cannot read {npy} as a .npz archive: it holds a single array"),
     ],
     ids=["export", "inspect", "bench", "evaluate-data", "npz-key", "not-keras", "not-tflite", "damaged-npz",
-         "damaged-calibration", "npy-not-npz"],
+         "damaged-calibration", "int8-without-calibration", "npy-not-npz"],
 )
 def test_errors_are_one_line_on_stderr(files, float_tflite, capsys, argv, message):
     (files / "float.tflite").write_bytes(float_tflite)

@@ -72,6 +72,11 @@ def _export(args):
     if args.calibration:
         calibration = _array(args.calibration, args.x_key)
         print(f"calibrating on {min(len(calibration), 200)} samples of {args.calibration}", flush=True)
+    elif args.quantization == "int8" and not export.is_quantization_aware(model):
+        raise ValueError("--quantization int8 needs --calibration: an .npz of inputs to calibrate on (100-200 "
+                         "training samples), unless the model is quantization-aware (tfopt.quantize)")
+    if os.path.exists(output) and not args.overwrite:  # to_tflite would name its `overwrite=True`
+        raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
     print(f"converting to TFLite ({args.quantization or 'float32'})", flush=True)
     flatbuffer = export.to_tflite(
         model, args.quantization, calibration, path=output, int8_io=args.int8_io, overwrite=args.overwrite
