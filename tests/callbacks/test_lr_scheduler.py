@@ -1,4 +1,5 @@
 import copy
+import re
 
 import keras
 import numpy as np
@@ -143,3 +144,17 @@ def test_another_callback_writing_the_rate_is_refused(linear_model, regression_d
 def test_logs_the_rate_the_optimizer_holds(linear_model, regression_data):
     history = _fit(linear_model(keras.optimizers.SGD(0.1)), regression_data, [LRScheduler(lambda step: 0.1 / 3)])
     np.testing.assert_array_equal(history.history["learning_rate"], [float(np.float32(0.1 / 3))] * 3)
+
+
+def test_a_one_cycle_schedule_shorter_than_the_fit_is_refused(linear_model, regression_data):
+    model = linear_model(keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match=re.escape(
+            "LRScheduler: the OneCycle schedule's `total_steps` must cover the optimizer steps of `fit`. Received: "
+            "total_steps=10, but this `fit` runs 3 epochs x 4 steps. ")):
+        _fit(model, regression_data, [LRScheduler(tfopt.schedules.OneCycle(0.05, 10))])
+    with pytest.raises(ValueError, match=re.escape(  # unit="epoch": the cycle counts epochs
+            "LRScheduler: the OneCycle schedule's `total_steps` must cover the epochs of `fit`. Received: "
+            "total_steps=4, but this `fit` runs 5 epochs. Past `total_steps` the rate would stay at the cycle's final "
+            "value, max_lr / div_factor / final_div_factor. Pass total_steps=5 (epochs), or fit fewer epochs.")):
+        _fit(model, regression_data, [LRScheduler(tfopt.schedules.OneCycle(0.05, 4), unit="epoch")], epochs=5)
+    assert int(model.optimizer.iterations) == 0

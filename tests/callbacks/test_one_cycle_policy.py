@@ -1,6 +1,9 @@
+import re
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from references import numpy_adam, numpy_sgd_momentum, torch_one_cycle
 
@@ -156,3 +159,38 @@ def test_steps_per_execution_sets_each_call_the_rate_of_its_first_step(linear_mo
     expected = np.array([torch_one_cycle(step, total, 0.05) for step in (0, 4, 8, 12)])
     np.testing.assert_allclose(lr_probe.values, expected[:, 0], rtol=1e-5)
     np.testing.assert_allclose(momentum_probe.values, expected[:, 1], rtol=1e-6)
+
+
+def test_a_fit_longer_than_the_cycle_is_refused_before_its_first_step(linear_model, regression_data):
+    model = linear_model(keras.optimizers.SGD(0.1, momentum=0.9))
+    message = ("OneCyclePolicy: argument `total_steps` must cover the optimizer steps of `fit`. Received: "
+               "total_steps=6, but this `fit` runs 3 epochs x 4 steps. Past `total_steps` the rate would stay at the "
+               "cycle's final value, max_lr / div_factor / final_div_factor. Pass total_steps=12 (epochs x "
+               "steps_per_epoch), or fit fewer epochs.")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _fit(model, regression_data, [OneCyclePolicy(0.05, total_steps=6)])
+    assert int(model.optimizer.iterations) == 0
+    _fit(model, regression_data, [OneCyclePolicy(0.05, total_steps=TOTAL)])
+    with pytest.raises(ValueError, match=re.escape(  # a second fit goes on from the optimizer's step 12
+            "but this `fit` runs 1 epochs x 4 steps after the 12 steps the optimizer has already taken, 16 in all "
+            "(to start a new cycle at step 0, compile the model with a new optimizer). ")):
+        _fit(model, regression_data, [OneCyclePolicy(0.05, total_steps=TOTAL)], epochs=1)
+
+
+def test_a_dataset_of_unknown_length_is_stopped_at_the_first_step_past_the_cycle(linear_model, regression_data):
+    model = linear_model(keras.optimizers.SGD(0.1, momentum=0.9))
+    unknown = tf.data.Dataset.from_tensor_slices(regression_data).batch(16).filter(lambda x, y: True)
+    with pytest.raises(ValueError, match=re.escape(
+            "OneCyclePolicy: argument `total_steps` must cover the optimizer steps of `fit`. Received: total_steps=6, "
+            "but `fit` reached step 7 (the dataset's length is unknown")):
+        model.fit(unknown, epochs=2, shuffle=False, verbose=0, callbacks=[OneCyclePolicy(0.05, total_steps=6)])
+    assert int(model.optimizer.iterations) == 6
+
+
+def test_total_steps_counted_in_epochs_is_named():
+    with pytest.raises(ValueError, match=re.escape("OneCycle: argument `total_steps` must be > 1 / pct_start = 3.333 "
+                                                   "(pct_start=0.3: the warm-up, pct_start x total_steps, must last "
+                                                   "more than one step); it counts optimizer steps, epochs x "
+                                                   "steps_per_epoch, not epochs (or raise `pct_start`). "
+                                                   "Received: total_steps=3")):
+        OneCyclePolicy(0.1, total_steps=3)

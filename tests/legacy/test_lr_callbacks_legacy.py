@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import tf_keras
@@ -77,3 +79,14 @@ def test_find_lr_restores_a_tf_keras_model():
     for old, new in zip(before, after, strict=True):
         np.testing.assert_array_equal(old, new)
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_a_tfopt_schedule_given_to_a_tf_keras_optimizer_names_lr_scheduler():
+    """tf_keras calls a learning rate that is not one of its own schedules with no argument."""
+    message = re.escape("OneCycle was called without a `step`. tfopt schedules are Keras 3 ") + ".*" + re.escape(
+        "`callbacks=[tfopt.callbacks.LRScheduler(OneCycle(...))]`.")
+    with pytest.raises(TypeError, match=message):
+        tf_keras.optimizers.Adam(tfopt.schedules.OneCycle(1e-2, 100))
+    legacy = _model(tf_keras.optimizers.legacy.Adam(tfopt.schedules.OneCycle(1e-2, 100)))  # reads it in the step
+    with pytest.raises(TypeError, match=message):
+        _fit(legacy, [], epochs=1)

@@ -2,6 +2,8 @@
 value at that step), also compiled with XLA and under `MirroredStrategy`, survives a `.keras` round trip, and
 broadcasts over a 1-D tensor of steps."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -111,3 +113,14 @@ def test_vectorised_call_equals_per_step_calls(schedule):
     single = [schedule(keras.ops.convert_to_tensor(step, "int64")) for step in steps]
     assert all(tuple(rate.shape) == () and keras.backend.standardize_dtype(rate.dtype) == "float32" for rate in single)
     np.testing.assert_allclose(np.asarray(rates), np.array([float(rate) for rate in single]), rtol=1e-6)
+
+
+def test_a_call_without_a_step_names_the_way_for_tf_keras(schedule):
+    """tf_keras optimizers call a learning rate that is not a tf_keras schedule with no argument."""
+    name = type(schedule).__name__
+    with pytest.raises(TypeError, match=re.escape(
+            f"{name} was called without a `step`. tfopt schedules are Keras 3 "
+            "`keras.optimizers.schedules.LearningRateSchedule`s; a tf_keras optimizer does not recognise them and "
+            "calls them with no argument. For a tf_keras optimizer, create it with a float learning rate and pass the "
+            f"schedule to `fit` as a callback: `callbacks=[tfopt.callbacks.LRScheduler({name}(...))]`.")):
+        schedule()

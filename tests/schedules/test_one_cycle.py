@@ -109,7 +109,12 @@ def test_momentum_method_carries_the_cycle_shape():
         (dict(pct_start=1.5), ValueError, "OneCycle: argument `pct_start` must be in (0, 1). Received: pct_start=1.5"),
         (dict(pct_start=0.6, three_phase=True), ValueError,
          "OneCycle: argument `pct_start` must be in (0, 0.5]. Received: pct_start=0.6"),
-        (dict(pct_start=0.005), ValueError, "OneCycle: argument `pct_start` must be > 0.01. Received: pct_start=0.005"),
+        (dict(pct_start=0.005), ValueError, "OneCycle: argument `total_steps` must be > 1 / pct_start = 200 "
+                                            "(pct_start=0.005: the warm-up, pct_start x total_steps, must last more "
+                                            "than one step); it counts optimizer steps, epochs x steps_per_epoch, not "
+                                            "epochs (or raise `pct_start`). Received: total_steps=100"),
+        (dict(total_steps=3), ValueError, "OneCycle: argument `total_steps` must be > 1 / pct_start = 3.333 "
+                                          "(pct_start=0.3: "),
         (dict(div_factor=0), ValueError, "OneCycle: argument `div_factor` must be > 0. Received: div_factor=0.0"),
         (dict(final_div_factor=-1), ValueError,
          "OneCycle: argument `final_div_factor` must be > 0. Received: final_div_factor=-1.0"),

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from tfopt import _checks, _compat
+from tfopt.schedules.one_cycle import OneCycle
 
 _TABLE_SIZE = 1024
 
@@ -63,6 +64,11 @@ class LRScheduler(_compat.Callback):
     stalls, give the schedule to the optimizer (`learning_rate=schedule`) and use `tfopt.callbacks.ReduceLROnPlateau`,
     which scales it.
 
+    A `tfopt.schedules.OneCycle` ends at its `total_steps`: if `fit` would run past them (counting the steps the
+    optimizer has already taken, or the epochs with `unit="epoch"`), the callback raises a `ValueError` before the
+    first epoch, or, for a dataset of unknown length, at the first batch past the cycle, as PyTorch's `OneCycleLR`
+    does, rather than train on at the cycle's final rate.
+
     Args:
         schedule: a `keras.optimizers.schedules.LearningRateSchedule` or a function `step -> learning rate`.
         unit: `"batch"` (the schedule counts optimizer steps) or `"epoch"` (it counts epochs). Defaults to
@@ -80,6 +86,8 @@ class LRScheduler(_compat.Callback):
         2
     """
 
+    _total_steps_owner = "the OneCycle schedule's `total_steps`"  # what errors call a OneCycle's `total_steps`
+
     def __init__(self, schedule, unit="batch", verbose=0):
         super().__init__()
         if not callable(schedule):
@@ -96,6 +104,7 @@ class LRScheduler(_compat.Callback):
         self._last_call = None
         self._last_rate = None
         self._check_pending = False
+        self._cycle_steps = schedule.total_steps if isinstance(schedule, OneCycle) else None
 
     def on_train_begin(self, logs=None):
         self._require_float_learning_rate()
@@ -113,6 +122,33 @@ class LRScheduler(_compat.Callback):
         per_call, steps = getattr(self.model, "steps_per_execution", 1), (self.params or {}).get("steps")
         epoch_start, batch = self._last_call
         return epoch_start + batch + (per_call if not steps else min(per_call, steps - batch))
+
+    def _check_cycle_covers_fit(self, epoch):
+        """Raises if this `fit`, from `epoch` on, would run a OneCycle schedule past its `total_steps`; for a
+        dataset of unknown length (the steps of an epoch unknown), `on_train_batch_begin` checks each batch."""
+        epochs, steps = self.params.get("epochs"), self.params.get("steps")
+        if self.unit == "epoch":
+            first, count, runs = epoch, epochs - epoch, f"{epochs - epoch} epochs"
+            done = f" from epoch {first}, {epochs} in all"
+        elif steps:
+            first, count, runs = self._epoch_start, (epochs - epoch) * steps, f"{epochs - epoch} epochs x {steps} steps"
+            done = (f" after the {first} steps the optimizer has already taken, {first + count} in all (to start a "
+                    "new cycle at step 0, compile the model with a new optimizer)")
+        else:
+            return
+        if first + count > self._cycle_steps:
+            raise ValueError(self._past_cycle_message(f"this `fit` runs {runs}{done if first else ''}", first + count))
+
+    def _past_cycle_message(self, runs, needed=None):
+        name = type(self).__name__
+        unit, count = ("epochs", "epochs") if self.unit == "epoch" else ("optimizer steps", "epochs x steps_per_epoch")
+        fix = f"total_steps={needed} ({count})" if needed else f"total_steps={count}"
+        return (
+            f"{name}: {self._total_steps_owner} must cover the {unit} of `fit`. "
+            f"Received: total_steps={self._cycle_steps}, but {runs}. "
+            f"Past `total_steps` the rate would stay at the cycle's final value, max_lr / div_factor / "
+            f"final_div_factor. Pass {fix}, or fit fewer epochs."
+        )
 
     def _prefill(self, step):
         self._table(step)  # evaluates the block of rates from `step` now, not inside a batch
@@ -144,6 +180,8 @@ class LRScheduler(_compat.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self._step_at_epoch_start()
+        if self._cycle_steps is not None:
+            self._check_cycle_covers_fit(epoch)
         self._prefill(epoch if self.unit == "epoch" else self._epoch_start)
         self._check_pending = True  # at the first `_apply`: after the other callbacks' on_epoch_begin (batch unit)
         if self.unit == "epoch":
@@ -154,7 +192,12 @@ class LRScheduler(_compat.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.unit == "batch":  # `batch`: the call's first step in the epoch (Keras 3 and tf_keras alike)
-            self._apply(self._epoch_start + batch)
+            step = self._epoch_start + batch
+            if self._cycle_steps is not None and step >= self._cycle_steps:  # a dataset of unknown length
+                raise ValueError(self._past_cycle_message(
+                    f"`fit` reached step {step + 1} (the dataset's length is unknown, so this could not be checked "
+                    "before `fit`)"))
+            self._apply(step)
             self._last_call = (self._epoch_start, batch)
 
     def on_epoch_end(self, epoch, logs=None):

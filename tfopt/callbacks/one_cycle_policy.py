@@ -26,7 +26,10 @@ class OneCyclePolicy(LRScheduler):
     optimizers compile those hyper-parameters into the train step as constants; this callback makes the optimizer
     read them from a variable, so each batch's value reaches the compiled step (also under `jit_compile`).
     The rate and momentum of each epoch's last step are written to the logs. As with `LRScheduler`, they are set
-    once per train function call: with `compile(steps_per_execution=k)`, once every k steps.
+    once per train function call: with `compile(steps_per_execution=k)`, once every k steps. If `fit` would run
+    more steps than `total_steps` (counting those the optimizer has already taken), it raises a `ValueError` before
+    the first epoch (for a dataset of unknown length, at the first batch past the cycle), as PyTorch's `OneCycleLR`
+    does.
 
     ```python
     lr(step) = OneCycle(max_lr, total_steps, ...)(step)
@@ -35,7 +38,7 @@ class OneCyclePolicy(LRScheduler):
 
     Args:
         max_lr, total_steps, pct_start, div_factor, final_div_factor, anneal, three_phase: as
-            `tfopt.schedules.OneCycle`.
+            `tfopt.schedules.OneCycle`; `total_steps` counts optimizer steps: `epochs * steps_per_epoch`.
         cycle_momentum: whether to cycle the momentum. Defaults to True.
         base_momentum: the momentum at the peak rate, in [0, 1). Defaults to 0.85.
         max_momentum: the momentum at the start and end, in [base_momentum, 1). Defaults to 0.95.
@@ -53,6 +56,8 @@ class OneCyclePolicy(LRScheduler):
     References:
         Smith & Topin, "Super-Convergence: Very Fast Training of Neural Networks Using Large Learning Rates", 2018.
     """
+
+    _total_steps_owner = "argument `total_steps`"
 
     def __init__(self, max_lr, total_steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4, anneal="cos",
                  three_phase=False, cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, verbose=0):

@@ -6,10 +6,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks
+from tfopt.schedules._base import Schedule
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class Cyclic(keras.optimizers.schedules.LearningRateSchedule):
+class Cyclic(Schedule):
     """A `LearningRateSchedule` that cycles linearly between `base_lr` and `max_lr`.
 
     The rate at Keras iteration `step` equals PyTorch's `CyclicLR(step_size_up=step_size)` after `step` calls of
@@ -69,7 +70,7 @@ class Cyclic(keras.optimizers.schedules.LearningRateSchedule):
             return ops.exp(step * math.log(self.gamma))
         return 1.0
 
-    def __call__(self, step):
+    def _value_at(self, step):
         step = ops.cast(step, "float32")
         period = 2.0 * self.step_size
         position = ops.mod(step, period)

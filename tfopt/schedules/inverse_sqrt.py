@@ -4,10 +4,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks
+from tfopt.schedules._base import Schedule
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class InverseSqrt(keras.optimizers.schedules.LearningRateSchedule):
+class InverseSqrt(Schedule):
     """A `LearningRateSchedule` rising linearly to `peak_lr` at `warmup_steps`, then falling as `1 / sqrt(step)`.
 
     This is the schedule of "Attention Is All You Need", `d_model ** -0.5 * min(step ** -0.5, step *
@@ -37,7 +38,7 @@ class InverseSqrt(keras.optimizers.schedules.LearningRateSchedule):
         self.peak_lr = _checks.number("InverseSqrt", "peak_lr", peak_lr, low=0, closed="neither")
         self.warmup_steps = _checks.integer("InverseSqrt", "warmup_steps", warmup_steps, low=1)
 
-    def __call__(self, step):
+    def _value_at(self, step):
         step = ops.cast(step, "float32")
         rise = step / self.warmup_steps
         fall = ops.sqrt(self.warmup_steps / ops.maximum(step, 1.0))

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tfopt import _checks
+from tfopt.schedules._base import Schedule
 
 
 def _offset(step, point):
@@ -18,7 +19,7 @@ def _offset(step, point):
     return (step - whole) - (point - whole)
 
 
-class _Phases(keras.optimizers.schedules.LearningRateSchedule):
+class _Phases(Schedule):
     """The phase geometry shared by `OneCycle` and `OneCycleMomentum`: subclasses give the values at the phase ends.
 
     Phases run from one end step to the next and interpolate between their values with the pair of `_weights`,
@@ -34,7 +35,12 @@ class _Phases(keras.optimizers.schedules.LearningRateSchedule):
             self.pct_start = _checks.number(owner, "pct_start", pct_start, low=0, high=0.5, closed="high")
         else:
             self.pct_start = _checks.number(owner, "pct_start", pct_start, low=0, high=1, closed="neither")
-        _checks.number(owner, "pct_start", self.pct_start, low=1 / self.total_steps, closed="neither")
+        _checks.satisfies(
+            owner, "total_steps", self.total_steps, self.pct_start > 1 / self.total_steps,
+            f"> 1 / pct_start = {1 / self.pct_start:.4g} (pct_start={self.pct_start}: the warm-up, pct_start x "
+            "total_steps, must last more than one step); it counts optimizer steps, epochs x steps_per_epoch, not "
+            "epochs (or raise `pct_start`)",
+        )
         self.anneal = _checks.choice(owner, "anneal", anneal, ("cos", "linear"))
 
     def _ends(self):
@@ -55,7 +61,7 @@ class _Phases(keras.optimizers.schedules.LearningRateSchedule):
             return ops.square(ops.sin(to_go * angle)), ops.square(ops.sin(done * angle))
         return to_go / (end - start), done / (end - start)
 
-    def __call__(self, step):
+    def _value_at(self, step):
         step = ops.clip(ops.cast(step, "float32"), 0, self.total_steps - 1)
         bounds = [0.0, *self._ends()]
         values = self._values()
@@ -95,15 +101,17 @@ class OneCycle(_Phases):
         lr = start + (end - start) * pct
     ```
 
-    Steps past `total_steps - 1` hold the final rate `min_lr` (PyTorch raises there instead). The rate is computed
+    Steps past `total_steps - 1` hold the final rate `min_lr` (PyTorch raises there instead; so do
+    `tfopt.callbacks.LRScheduler` and `OneCyclePolicy` when `fit` would run past them). The rate is computed
     in a form that keeps float32's relative accuracy down to `min_lr`. `momentum(...)` gives the matching momentum
     schedule, `OneCycleMomentum`.
 
     Args:
         max_lr: A Python float > 0. The peak learning rate.
-        total_steps: A Python int >= 2. Number of steps in the cycle.
+        total_steps: A Python int >= 2 and > `1 / pct_start`. Number of optimizer steps in the cycle
+            (`epochs * steps_per_epoch` for a cycle over the whole `fit`).
         pct_start: A Python float. Fraction of the cycle spent increasing the rate; in (0, 1), or (0, 0.5] when
-            `three_phase`, and above `1 / total_steps`. Defaults to `0.3`.
+            `three_phase`. Defaults to `0.3`.
         div_factor: A Python float > 0. The initial rate is `max_lr / div_factor`. Defaults to `25.0`.
         final_div_factor: A Python float > 0. The final rate is `max_lr / div_factor / final_div_factor`.
             Defaults to `1e4`.

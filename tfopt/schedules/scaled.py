@@ -3,10 +3,11 @@
 import keras
 
 from tfopt import _checks
+from tfopt.schedules._base import Schedule
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class Scaled(keras.optimizers.schedules.LearningRateSchedule):
+class Scaled(Schedule):
     """Multiplies a schedule by a factor held in a variable, so it can change after the train step is traced.
 
     `tfopt.callbacks.ReduceLROnPlateau` wraps a scheduled optimizer's schedule in `Scaled` and lowers the factor
@@ -39,7 +40,7 @@ class Scaled(keras.optimizers.schedules.LearningRateSchedule):
         """Sets the factor; the traced train step sees it from the next step on."""
         self.scale.assign(_checks.number("Scaled", "scale", scale, low=0, closed="neither"))
 
-    def __call__(self, step):
+    def _value_at(self, step):
         return keras.ops.multiply(keras.ops.cast(self.schedule(step), "float32"), self.scale)
 
     def get_config(self):

@@ -6,10 +6,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks
+from tfopt.schedules._base import Schedule
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
+class WarmUp(Schedule):
     """A `LearningRateSchedule` that warms up from `start` to the rate `after` begins with, then follows `after`.
 
     `after` is a float or any Keras 3 `LearningRateSchedule` (Keras's own or tfopt's); it starts counting its steps
@@ -72,7 +73,7 @@ class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
             return ops.square(ops.sin(to_go * angle)), ops.square(ops.sin(progress * angle))
         return to_go / self.warmup_steps, progress / self.warmup_steps
 
-    def __call__(self, step):
+    def _value_at(self, step):
         step = ops.convert_to_tensor(step)
         progress = ops.cast(step, "float32")
         to_start, to_target = self._weights(ops.minimum(progress, self.warmup_steps))

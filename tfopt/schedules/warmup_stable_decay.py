@@ -6,10 +6,11 @@ import keras
 from keras import ops
 
 from tfopt import _checks
+from tfopt.schedules._base import Schedule
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class WarmupStableDecay(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupStableDecay(Schedule):
     """A `LearningRateSchedule` with a linear warm-up, a long constant stage and a short final decay.
 
     Because the rate stays at its peak until the decay, one run can be branched into decays at several points
@@ -77,7 +78,7 @@ class WarmupStableDecay(keras.optimizers.schedules.LearningRateSchedule):
             return left / (1.0 + ops.sqrt((self.decay_steps - remaining) / self.decay_steps))
         return left
 
-    def __call__(self, step):
+    def _value_at(self, step):
         step = ops.cast(step, "float32")
         warm = step * (self.peak_lr / max(self.warmup_steps, 1))
         decay_start = self.warmup_steps + self.stable_steps
