@@ -1,4 +1,5 @@
 import math
+import re
 
 import keras
 import numpy as np
@@ -184,8 +185,20 @@ def test_uncompiled_model_and_scheduled_optimizer_are_refused(regression_data):
         find_lr(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]), x, y)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)), "mse")
-    with pytest.raises(TypeError, match="LRFinder: the optimizer's learning rate is already a schedule"):
+    with pytest.raises(TypeError, match=re.escape(
+            "LRFinder: the optimizer's learning rate is already a schedule (ExponentialDecay), but the sweep sets the "
+            "rate itself. Compile the model with a float learning rate for the sweep, e.g. "
+            "`model.compile(keras.optimizers.SGD(0.01), loss)`, then compile it again with the schedule for training "
+            "(with `finder.suggestion()` as its peak rate).")):
         find_lr(model, x, y, num_steps=4)
+
+
+def test_arrays_without_y_are_refused_naming_y(regression_data):
+    x, _ = regression_data
+    with pytest.raises(ValueError, match=re.escape(
+            "find_lr: argument `y` must be given with arrays `x`: the model's loss needs targets. Pass "
+            "`find_lr(model, x, y)`, or as `x` a dataset of (x, y) batches. Received: y=None")):
+        find_lr(_classifier(), x, num_steps=4)
 
 
 def test_a_dataset_of_unknown_length_is_refused(regression_data):

@@ -123,7 +123,13 @@ class LRFinder(_compat.Callback):
         return self.start_lr * (self.end_lr / self.start_lr) ** (step / (self.num_steps - 1))
 
     def on_train_begin(self, logs=None):
-        self._require_float_learning_rate()
+        schedule = _compat.learning_rate_schedule(self.optimizer)
+        if schedule is not None:  # the sweep sets the rate; LRScheduler's "give it the schedule" does not apply
+            raise TypeError(
+                f"LRFinder: the optimizer's learning rate is already a schedule ({type(schedule).__name__}), but the "
+                "sweep sets the rate itself. Compile the model with a float learning rate for the sweep, e.g. "
+                "`model.compile(keras.optimizers.SGD(0.01), loss)`, then compile it again with the schedule for "
+                "training (with `finder.suggestion()` as its peak rate).")
         self.lrs, self.losses, self.raw_losses = [], [], []
         self._average = 0.0
         self._snapshot = _Snapshot(self.model)
@@ -247,7 +253,7 @@ class LRFinder(_compat.Callback):
         return _plotting.save_png(figure, path)
 
 
-def _fit_arguments(x, y, batch_size, num_steps):
+def _fit_arguments(model, x, y, batch_size, num_steps):
     """`fit`'s arguments for a sweep of `num_steps` batches of `x`: as many epochs as it takes, or, for an infinite
     dataset, `num_steps` batches drawn from it."""
     if hasattr(x, "cardinality"):
@@ -258,6 +264,9 @@ def _fit_arguments(x, y, batch_size, num_steps):
     elif isinstance(x, keras.utils.PyDataset) or _compat.is_legacy(x):  # or a tf_keras.utils.Sequence
         batches, kwargs = len(x), {"x": x}
     elif isinstance(x, (np.ndarray, list, tuple, dict)) or hasattr(x, "__array__"):
+        if y is None and getattr(model, "loss", None):  # tf_keras: {} without a loss
+            raise ValueError("find_lr: argument `y` must be given with arrays `x`: the model's loss needs targets. "
+                             "Pass `find_lr(model, x, y)`, or as `x` a dataset of (x, y) batches. Received: y=None")
         batches = math.ceil(len(keras.tree.flatten(x)[0]) / batch_size)
         kwargs = {"x": x, "y": y, "batch_size": batch_size}
     else:
@@ -280,10 +289,10 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0, num_ste
             stop_factor=4.0, min_fall=0.05, verbose=0):
     """Runs the LR range test on a compiled model and returns the `LRFinder` with its results.
 
-    `x`, `y` and `batch_size` are as for `model.fit`: arrays, a `keras.utils.PyDataset` (tf_keras: `Sequence`), or
-    a `tf.data.Dataset` of batches of known length (read over as many epochs as `num_steps` needs) or infinite
-    (`num_steps` batches are drawn from it); the other arguments are `LRFinder`'s. The model's weights and optimizer
-    state are exactly as before when it returns, even if training raises.
+    `x`, `y` and `batch_size` are as for `model.fit`: arrays (with `y`), a `keras.utils.PyDataset` (tf_keras:
+    `Sequence`), or a `tf.data.Dataset` of batches of known length (read over as many epochs as `num_steps` needs)
+    or infinite (`num_steps` batches are drawn from it); the other arguments are `LRFinder`'s. The model's weights
+    and optimizer state are exactly as before when it returns, even if training raises.
 
     Example:
         >>> import keras, numpy as np, tfopt
@@ -296,7 +305,7 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0, num_ste
     finder = LRFinder(start_lr, end_lr, num_steps, smoothing, stop_factor, min_fall, verbose)
     if getattr(model, "optimizer", None) is None:
         raise ValueError("find_lr: the model must be compiled (`model.compile(optimizer=..., loss=...)`) first.")
-    fit_kwargs = _fit_arguments(x, y, batch_size, num_steps)
+    fit_kwargs = _fit_arguments(model, x, y, batch_size, num_steps)
     try:
         model.fit(callbacks=[finder], verbose=0, **fit_kwargs)
     finally:
