@@ -27,6 +27,9 @@ from tfopt.demo.data import load_digits_split
 from tfopt.demo.model import compile_for_digits, digits_cnn
 
 VARIANTS = ("plain", "LRScheduler", "OneCyclePolicy", "control")
+# A model's one cycle spans all its fits here (warm-up, settling and timed ones): a fit past the cycle is refused, and
+# a step costs the same anywhere in it.
+CYCLE_FITS = 100
 
 
 def _callbacks(kind, total_steps):
@@ -45,7 +48,7 @@ def _fit(model, kind, dataset, epochs, total_steps):
 
 def _makers(dataset, epochs):
     """{variant: make()}, each making a compiled, traced and warmed-up model and returning its fit."""
-    total_steps = epochs * int(dataset.cardinality())
+    total_steps = CYCLE_FITS * epochs * int(dataset.cardinality())
 
     def maker(kind):
         return lambda: _timing.warmed(

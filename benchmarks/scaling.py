@@ -44,6 +44,9 @@ VARIANTS = ("Adam", "LRScheduler", "OneCyclePolicy", "RAdam", "AdaBelief", "Look
             "prune_low_magnitude", "quantize_model", "Distiller", "SWA", CONTROL)
 QUICK = ("Adam", "LRScheduler", "SharpnessAware", "quantize_model", CONTROL)  # a callback, a wrapper model, QAT
 SIDES = ("1 process", "2 workers")
+# A model's one cycle (LRScheduler, OneCyclePolicy) spans all its fits here: a fit past the cycle is refused, and a
+# step costs the same anywhere in it.
+CYCLE_FITS = 100
 
 
 def _variant(name, steps):
@@ -112,7 +115,7 @@ def _rounds(workers, names, epochs, per_set):
     def maker(name):
         def make():
             with scope():
-                model, callbacks = _variant(name, epochs * STEPS_PER_EPOCH)
+                model, callbacks = _variant(name, CYCLE_FITS * epochs * STEPS_PER_EPOCH)
             for _ in range(2):  # traces, then warms up
                 model.fit(dataset, steps_per_epoch=2, verbose=0, shuffle=False, callbacks=callbacks())
             return functools.partial(_fit, model, callbacks, dataset, epochs)
