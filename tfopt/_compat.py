@@ -150,14 +150,15 @@ class Callback(keras.callbacks.Callback):
             )
         return optimizer
 
-    def _require_float_learning_rate(self):
-        """Raises unless the optimizer was created with a float (settable) learning rate."""
+    def _require_float_learning_rate(self, way_out):
+        """Raises unless the optimizer was created with a float (settable) learning rate; `way_out` completes "Create
+        the optimizer with a float `learning_rate` ..." for this callback."""
         schedule = learning_rate_schedule(self.optimizer)
         if schedule is not None:
             raise TypeError(
                 f"{type(self).__name__}: the optimizer's learning rate is already a schedule "
                 f"({type(schedule).__name__}), so it cannot be set each step. Create the optimizer with a float "
-                f"`learning_rate` and give the schedule to {type(self).__name__} instead."
+                f"`learning_rate` {way_out}."
             )
 
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 from references import numpy_adam, numpy_sgd_momentum, torch_one_cycle
 
 from tfopt.callbacks import OneCyclePolicy
+from tfopt.schedules import OneCycle
 
 TOTAL = 12  # 64 samples / batch 16 * 3 epochs
 
@@ -194,3 +195,14 @@ def test_total_steps_counted_in_epochs_is_named():
                                                    "steps_per_epoch, not epochs (or raise `pct_start`). "
                                                    "Received: total_steps=3")):
         OneCyclePolicy(0.1, total_steps=3)
+
+
+def test_a_scheduled_optimizer_is_refused_with_a_way_out_one_cycle_policy_takes():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(OneCycle(max_lr=0.1, total_steps=100)), "mse")
+    with pytest.raises(TypeError, match=r"OneCyclePolicy: the optimizer's learning rate is already a schedule "
+                                        r"\(OneCycle\), so it cannot be set each step. Create the optimizer with a "
+                                        r"float `learning_rate` \(its value does not matter\): OneCyclePolicy sets "
+                                        r"it every step\."):
+        model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0,
+                  callbacks=[OneCyclePolicy(max_lr=0.1, total_steps=100)])
