@@ -171,6 +171,13 @@ def test_missing_folder_is_reported_before_converting(tmp_path):
         export.to_tflite(tiny_model(), path=tmp_path / "missing" / "model.tflite")
 
 
+def test_a_folder_as_path_is_refused_before_converting(tmp_path):
+    with pytest.raises(IsADirectoryError, match=r"to_tflite: argument `path` must be a file's path, not a folder's"):
+        export.to_tflite(unconvertible_model(), "int8", representative_data=np.ones((8, 4)), path=tmp_path,
+                         overwrite=True)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("quantization", [None, "float16", "dynamic"])
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_a_mixed_precision_model_is_refused_for_every_quantization(tmp_path, quantization, policy):

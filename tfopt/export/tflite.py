@@ -144,6 +144,9 @@ def _check_weights_quantized(flatbuffer):
 
 def _check_path(path, overwrite):
     path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{_OWNER}: argument `path` must be a file's path, not a folder's. Received: "
+                                f"path={path!r} (e.g. {os.path.join(path, 'model.tflite')!r})")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{_OWNER}: {path} already exists. Pass `overwrite=True` to replace it.")
     if not os.path.isdir(os.path.dirname(path)):
