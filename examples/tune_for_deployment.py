@@ -4,7 +4,7 @@ Story: your phone app has room for a 20 KB model. A usual KerasTuner search rank
 winner may be too big, or lose accuracy once quantized. `tfopt.tuning.DeploymentTuner` exports every trial to int8
 TFLite, scores the file with the LiteRT interpreter and never ranks a trial over the budget best. The search space
 (optimizer, learning-rate schedule, network width) comes from `tfopt.tuning`'s spaces; the Pareto plot shows what
-each extra kilobyte buys. Runtime on 2 CPU cores: ~1-2 min (`--quick`: ~30 s). Data: scikit-learn's digits.
+each extra kilobyte buys. Runtime on 2 CPU cores: ~25 s (`--quick`: ~10 s). Data: scikit-learn's digits.
 
 Example:
     python examples/tune_for_deployment.py --quick
