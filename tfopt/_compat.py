@@ -150,16 +150,13 @@ class Callback(keras.callbacks.Callback):
             )
         return optimizer
 
-    def _require_float_learning_rate(self, way_out):
-        """Raises unless the optimizer was created with a float (settable) learning rate; `way_out` completes "Create
-        the optimizer with a float `learning_rate` ..." for this callback."""
+    def _require_float_learning_rate(self, remedy):
+        """Raises unless the optimizer was created with a float (settable) learning rate; `remedy` follows "<callback>:
+        the optimizer's learning rate is already a schedule (<class>)" in the message, saying why and what to do."""
         schedule = learning_rate_schedule(self.optimizer)
         if schedule is not None:
-            raise TypeError(
-                f"{type(self).__name__}: the optimizer's learning rate is already a schedule "
-                f"({type(schedule).__name__}), so it cannot be set each step. Create the optimizer with a float "
-                f"`learning_rate` {way_out}."
-            )
+            raise TypeError(f"{type(self).__name__}: the optimizer's learning rate is already a schedule "
+                            f"({type(schedule).__name__}){remedy}")
 
 
 # Keras 3 optimizer internals read by tfopt.optimizers (checked on keras 3.15.1). The private hooks the optimizers

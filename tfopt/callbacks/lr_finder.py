@@ -123,13 +123,10 @@ class LRFinder(_compat.Callback):
         return self.start_lr * (self.end_lr / self.start_lr) ** (step / (self.num_steps - 1))
 
     def on_train_begin(self, logs=None):
-        schedule = _compat.learning_rate_schedule(self.optimizer)
-        if schedule is not None:  # the sweep sets the rate; LRScheduler's "give it the schedule" does not apply
-            raise TypeError(
-                f"LRFinder: the optimizer's learning rate is already a schedule ({type(schedule).__name__}), but the "
-                "sweep sets the rate itself. Compile the model with a float learning rate for the sweep, e.g. "
-                "`model.compile(keras.optimizers.SGD(0.01), loss)`, then compile it again with the schedule for "
-                "training (with `finder.suggestion()` as its peak rate).")
+        self._require_float_learning_rate(
+            ", but the sweep sets the rate itself. Compile the model with a float learning rate for the sweep, e.g. "
+            "`model.compile(keras.optimizers.SGD(0.01), loss)`, then compile it again with the schedule for training "
+            "(with `finder.suggestion()` as its peak rate).")
         self.lrs, self.losses, self.raw_losses = [], [], []
         self._average = 0.0
         self._snapshot = _Snapshot(self.model)

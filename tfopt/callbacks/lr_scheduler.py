@@ -87,7 +87,8 @@ class LRScheduler(_compat.Callback):
     """
 
     _total_steps_owner = "the OneCycle schedule's `total_steps`"  # what errors call a OneCycle's `total_steps`
-    _float_rate_way_out = "and give the schedule to LRScheduler instead"
+    _float_rate_remedy = (", so it cannot be set each step. Create the optimizer with a float `learning_rate` and "
+                          "give the schedule to LRScheduler instead.")
 
     def __init__(self, schedule, unit="batch", verbose=0):
         super().__init__()
@@ -108,7 +109,7 @@ class LRScheduler(_compat.Callback):
         self._cycle_steps = schedule.total_steps if isinstance(schedule, OneCycle) else None
 
     def on_train_begin(self, logs=None):
-        self._require_float_learning_rate(self._float_rate_way_out)
+        self._require_float_learning_rate(self._float_rate_remedy)
         self._table = _ScheduleTable(self.schedule)
         self._set_rate = _compat.learning_rate_setter(self.optimizer)
         self._epoch_start = self._last_call = self._last_rate = None

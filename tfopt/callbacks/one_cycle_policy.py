@@ -58,7 +58,8 @@ class OneCyclePolicy(LRScheduler):
     """
 
     _total_steps_owner = "argument `total_steps`"
-    _float_rate_way_out = "(its value does not matter): OneCyclePolicy sets it every step"
+    _float_rate_remedy = (", so it cannot be set each step. Create the optimizer with a float `learning_rate` (its "
+                          "value does not matter): OneCyclePolicy sets it every step.")
 
     def __init__(self, max_lr, total_steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4, anneal="cos",
                  three_phase=False, cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, verbose=0):
